@@ -1,0 +1,125 @@
+//! One access-log line per request, through `tracing` (target `tollgate::access`, level info).
+//!
+//! The fields are the product's log fields: service, environment, API, URI, scheme, status,
+//! backend status (`ups_status`, absent when the gateway answered itself), client and backend
+//! addresses, request and backend times, bytes sent, the error message and the request id.
+//! The line is written when the response body ends or the client goes away, so `status` and
+//! `bytes_sent` are what the client really got; a client that leaves before the response
+//! head is logged with status 499 and `Client closed connetion.`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::Method;
+
+/// A request id: 32 lower-case hex digits, as the product's `X-Api-RequestId`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RequestId([u8; 32]);
+
+impl RequestId {
+    /// Makes a new random id.
+    pub fn random() -> RequestId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut value: u128 = rand::random();
+        let mut digits = [0u8; 32];
+        for digit in digits.iter_mut().rev() {
+            *digit = HEX[(value & 0xf) as usize];
+            value >>= 4;
+        }
+        RequestId(digits)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({})", self.as_str())
+    }
+}
+
+/// What is known about a request so far; written out once by [`LogRecord::emit`].
+#[derive(Debug)]
+pub struct LogRecord {
+    pub enabled: bool,
+    pub request_id: RequestId,
+    pub start: Instant,
+    pub method: Method,
+    /// Path and query as the client sent them.
+    pub uri: String,
+    pub host: String,
+    pub scheme: &'static str,
+    pub client: SocketAddr,
+    pub service: Option<String>,
+    pub environment: Option<&'static str>,
+    pub api: Option<String>,
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+    pub upstream_addr: Option<SocketAddr>,
+    pub upstream_time: Option<Duration>,
+    pub error: Option<String>,
+    pub bytes_sent: u64,
+}
+
+impl LogRecord {
+    /// Writes the access-log line.
+    pub fn emit(&self) {
+        if !self.enabled {
+            return;
+        }
+        let request_time = self.start.elapsed();
+        tracing::info!(
+            target: "tollgate::access",
+            request_id = %self.request_id,
+            service = self.service.as_deref().unwrap_or("-"),
+            environment = self.environment.unwrap_or("-"),
+            api = self.api.as_deref().unwrap_or("-"),
+            method = %self.method,
+            host = %self.host,
+            uri = %self.uri,
+            scheme = self.scheme,
+            status = self.status,
+            ups_status = self.upstream_status,
+            client = %self.client,
+            upstream = self.upstream_addr.map(tracing::field::display),
+            request_time_ms = millis(request_time),
+            upstream_time_ms = self.upstream_time.map(millis),
+            bytes_sent = self.bytes_sent,
+            err_msg = self.error.as_deref(),
+            "request"
+        );
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_is_32_lower_hex() {
+        let id = RequestId::random();
+        assert_eq!(id.as_str().len(), 32);
+        assert!(id
+            .as_str()
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_ne!(RequestId::random(), id);
+    }
+}

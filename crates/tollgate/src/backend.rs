@@ -1,0 +1,6 @@
+//! Where requests go after the checks: HTTP backends and mocks.
+
+pub mod http;
+pub mod mock;
+
+pub use self::http::HttpClient;

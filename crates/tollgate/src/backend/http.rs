@@ -1,0 +1,418 @@
+//! Proxying to HTTP backends over pooled keep-alive connections.
+//!
+//! Toward the backend: hop-by-hop headers are removed, the product's headers are added
+//! (`X-Forwarded-For` appended, `X-Real-IP`, `X-Client-Proto`, `X-Client-Proto-Ver`,
+//! `X-Api-RequestId`, `x-b3-traceid`, `X-Api-Scheme`), Host is the backend's unless the API
+//! asks for the client's, and the body streams through under the size limit. Back from the
+//! backend: hop-by-hop headers are removed and the body streams to the client.
+//!
+//! A response head later than the API's timeout gives 504 `Gateway Time-out.`; a connection
+//! that cannot be made or breaks gives 502 `Bad Gateway.`. Dropping the returned future (the
+//! client went away) drops the backend request and closes its connection.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, Uri, Version};
+use http_body::Body;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{HttpConnector, HttpInfo};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::access_log::RequestId;
+use crate::config::{BackendPoolConfig, EmptyPathRule, HostHeader, Scheme};
+use crate::error::GatewayError;
+use crate::pipeline::BoxError;
+use crate::snapshot::HttpBackend;
+
+type OutgoingBody = UnsyncBoxBody<Bytes, BoxError>;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static X_CLIENT_PROTO: HeaderName = HeaderName::from_static("x-client-proto");
+static X_CLIENT_PROTO_VER: HeaderName = HeaderName::from_static("x-client-proto-ver");
+static X_API_REQUEST_ID: HeaderName = HeaderName::from_static("x-api-requestid");
+static X_B3_TRACEID: HeaderName = HeaderName::from_static("x-b3-traceid");
+static X_API_SCHEME: HeaderName = HeaderName::from_static("x-api-scheme");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The shared client for every HTTP backend; it outlives config reloads.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpConnector, OutgoingBody>,
+}
+
+/// One request to forward, with what routing found out about it.
+pub struct Outgoing<'a, B> {
+    pub parts: Parts,
+    pub body: B,
+    /// The path after the environment, normalized.
+    pub api_path: &'a str,
+    /// Bytes of `api_path` the frontend pattern consumed.
+    pub matched_len: usize,
+    pub captures: &'a [(&'a str, String)],
+    /// Query parameters to append (defaults of declared parameters), already encoded.
+    pub extra_query: &'a str,
+    pub client: SocketAddr,
+    pub scheme: Scheme,
+    pub request_id: RequestId,
+    pub timeout: Duration,
+    pub max_body_bytes: Option<u64>,
+}
+
+/// A backend's answer, with what the access log needs.
+pub struct Answer {
+    pub response: Response<Incoming>,
+    pub upstream_addr: Option<SocketAddr>,
+    pub upstream_time: Duration,
+}
+
+/// A failed forward: the client's error and the cause for the log.
+pub struct Failure {
+    pub error: GatewayError,
+    pub cause: String,
+    pub upstream_time: Duration,
+}
+
+impl HttpClient {
+    pub fn new(pool: &BackendPoolConfig) -> HttpClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(None);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(pool.idle_timeout_secs))
+            .pool_max_idle_per_host(pool.max_idle_per_host)
+            .build(connector);
+        HttpClient { client }
+    }
+
+    /// Sends `outgoing` to `backend` and waits for the response head.
+    pub async fn forward<B>(
+        &self,
+        backend: &HttpBackend,
+        outgoing: Outgoing<'_, B>,
+    ) -> Result<Answer, Failure>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let timeout = outgoing.timeout;
+        let request = build_request(backend, outgoing);
+        let started = Instant::now();
+        let result = tokio::time::timeout(timeout, self.client.request(request)).await;
+        let upstream_time = started.elapsed();
+        match result {
+            Err(_) => Err(Failure {
+                error: GatewayError::GatewayTimeout,
+                cause: format!("no response head within {} s", timeout.as_secs()),
+                upstream_time,
+            }),
+            Ok(Err(error)) => {
+                let error_chain = describe(&error);
+                let gateway_error = if is_length_limit(&error) {
+                    GatewayError::BodyTooLarge
+                } else {
+                    GatewayError::BadGateway
+                };
+                Err(Failure {
+                    error: gateway_error,
+                    cause: error_chain,
+                    upstream_time,
+                })
+            }
+            Ok(Ok(mut response)) => {
+                let upstream_addr = response
+                    .extensions()
+                    .get::<HttpInfo>()
+                    .map(HttpInfo::remote_addr);
+                remove_hop_by_hop(response.headers_mut());
+                Ok(Answer {
+                    response,
+                    upstream_addr,
+                    upstream_time,
+                })
+            }
+        }
+    }
+}
+
+fn build_request<B>(backend: &HttpBackend, outgoing: Outgoing<'_, B>) -> Request<OutgoingBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let Outgoing {
+        mut parts,
+        body,
+        api_path,
+        matched_len,
+        captures,
+        extra_query,
+        client,
+        scheme,
+        request_id,
+        max_body_bytes,
+        ..
+    } = outgoing;
+
+    let mut path_and_query = backend_path(backend, api_path, matched_len, captures);
+    let query = parts.uri.query().unwrap_or("");
+    if !query.is_empty() || !extra_query.is_empty() {
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+        if !query.is_empty() && !extra_query.is_empty() {
+            path_and_query.push('&');
+        }
+        path_and_query.push_str(extra_query);
+    }
+    let uri = Uri::builder()
+        .scheme(backend.scheme.clone())
+        .authority(backend.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .unwrap_or_else(|_| Uri::from_static("/"));
+
+    let headers = &mut parts.headers;
+    let client_host = headers.remove(header::HOST);
+    remove_hop_by_hop(headers);
+    add_forwarding_headers(headers, client, scheme, parts.version, request_id);
+    let host = match (backend.host_header, client_host) {
+        (HostHeader::Client, Some(host)) => host,
+        _ => backend.host_value.clone(),
+    };
+    headers.insert(header::HOST, host);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    for (name, value) in &backend.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+
+    let body: OutgoingBody = if body.is_end_stream() {
+        Empty::new().map_err(|never| match never {}).boxed_unsync()
+    } else {
+        match max_body_bytes {
+            Some(limit) => Limited::new(body, limit as usize)
+                .map_err(Into::into)
+                .boxed_unsync(),
+            None => body.map_err(Into::into).boxed_unsync(),
+        }
+    };
+
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    if let Some(method) = &backend.method {
+        parts.method = method.clone();
+    }
+    Request::from_parts(parts, body)
+}
+
+/// Computes the backend path. With a backend path, the remainder after the matched frontend
+/// prefix is appended to it (`/product/` + `/tencent/` on `/product/a/b` gives `/tencent/a/b`);
+/// without one, [`EmptyPathRule`] decides.
+pub fn backend_path(
+    backend: &HttpBackend,
+    api_path: &str,
+    matched_len: usize,
+    captures: &[(&str, String)],
+) -> String {
+    let remainder = api_path.get(matched_len..).unwrap_or("");
+    let mut path = String::with_capacity(api_path.len() + 16);
+    if backend.path.is_empty() {
+        match backend.empty_path {
+            EmptyPathRule::StripPrefix => path.push_str(remainder),
+            EmptyPathRule::KeepFullPath => path.push_str(api_path),
+        }
+    } else {
+        backend.path.render(captures, &mut path);
+        if path.ends_with('/') && remainder.starts_with('/') {
+            path.pop();
+        }
+        path.push_str(remainder);
+    }
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    path
+}
+
+fn add_forwarding_headers(
+    headers: &mut HeaderMap,
+    client: SocketAddr,
+    scheme: Scheme,
+    version: Version,
+    request_id: RequestId,
+) {
+    let client_ip = client.ip().to_string();
+    let forwarded_for = match forwarded_for_chain(headers) {
+        Some(chain) => format!("{chain}, {client_ip}"),
+        None => client_ip.clone(),
+    };
+    let scheme_value = HeaderValue::from_static(scheme.as_str());
+    let version_value = HeaderValue::from_static(match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    });
+    let id = HeaderValue::from_bytes(request_id.as_bytes()).expect("hex is a valid header value");
+    if let Ok(value) = HeaderValue::try_from(forwarded_for) {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
+    }
+    if let Ok(value) = HeaderValue::try_from(client_ip) {
+        headers.insert(X_REAL_IP.clone(), value);
+    }
+    headers.insert(X_CLIENT_PROTO.clone(), scheme_value.clone());
+    headers.insert(X_CLIENT_PROTO_VER.clone(), version_value);
+    headers.insert(X_API_REQUEST_ID.clone(), id.clone());
+    headers.insert(X_B3_TRACEID.clone(), id);
+    headers.insert(X_API_SCHEME.clone(), scheme_value);
+}
+
+/// Joins every `X-Forwarded-For` value the client sent, in order.
+fn forwarded_for_chain(headers: &HeaderMap) -> Option<String> {
+    let mut chain: Option<String> = None;
+    for value in headers.get_all(&X_FORWARDED_FOR) {
+        let Ok(text) = value.to_str() else { continue };
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match &mut chain {
+            Some(chain) => {
+                chain.push_str(", ");
+                chain.push_str(text);
+            }
+            None => chain = Some(text.to_string()),
+        }
+    }
+    chain
+}
+
+/// Removes the hop-by-hop headers of RFC 9110 section 7.6.1, and those `Connection` names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<LengthLimitError>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// Renders an error with its causes, for logs.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(cause) = current {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        current = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::PathTemplate;
+
+    fn backend(path: &str, empty_path: EmptyPathRule) -> HttpBackend {
+        HttpBackend {
+            scheme: http::uri::Scheme::HTTP,
+            authority: "127.0.0.1:1".parse().unwrap(),
+            host_value: HeaderValue::from_static("127.0.0.1:1"),
+            host_header: HostHeader::Backend,
+            path: PathTemplate::parse(path),
+            empty_path,
+            method: None,
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn backend_path_follows_the_documented_examples() {
+        // Frontend `/product/` and request `/product/apigw/document`.
+        let api_path = "/product/apigw/document";
+        let matched = "/product/".len();
+        let strip = backend("", EmptyPathRule::StripPrefix);
+        assert_eq!(backend_path(&strip, api_path, matched, &[]), "/apigw/document");
+        let tencent = backend("/tencent/", EmptyPathRule::StripPrefix);
+        assert_eq!(
+            backend_path(&tencent, api_path, matched, &[]),
+            "/tencent/apigw/document"
+        );
+        // The older rule: frontend `/apia/`, request `/apia/20171012/index.html`.
+        let old_path = "/apia/20171012/index.html";
+        let keep = backend("", EmptyPathRule::KeepFullPath);
+        assert_eq!(backend_path(&keep, old_path, 6, &[]), old_path);
+        let endpoint = backend("/endpoint/", EmptyPathRule::KeepFullPath);
+        assert_eq!(
+            backend_path(&endpoint, old_path, 6, &[]),
+            "/endpoint/20171012/index.html"
+        );
+    }
+
+    #[test]
+    fn backend_path_joins_without_double_slash() {
+        let svc = backend("/svc/", EmptyPathRule::StripPrefix);
+        assert_eq!(backend_path(&svc, "/user/a", 5, &[]), "/svc/a");
+        let exact = backend("", EmptyPathRule::StripPrefix);
+        assert_eq!(backend_path(&exact, "/user", 5, &[]), "/");
+    }
+
+    #[test]
+    fn backend_path_fills_variables() {
+        let pets = backend("/pets/{id}", EmptyPathRule::StripPrefix);
+        let captures = [("id", "42".to_string())];
+        assert_eq!(backend_path(&pets, "/p/42", 5, &captures), "/pets/42");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers);
+        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+}

@@ -1,0 +1,53 @@
+//! The configuration file: its types, reading with every problem reported, and validation.
+
+mod load;
+mod model;
+mod validate;
+
+pub use load::{finish, parse_str, read_file, Problem, Problems, Report};
+pub use model::*;
+pub use validate::{normalize_mapping_prefix, resolve_secret, template_variables, validate};
+
+use std::path::Path;
+
+/// Reads, parses and validates a configuration file. Relative file paths in it are taken
+/// relative to the file's own folder.
+pub fn load(path: &Path) -> Result<Config, Problems> {
+    let (mut config, mut report) = read_file(path)?;
+    if let Some(base) = path.parent() {
+        resolve_relative_paths(&mut config, base);
+    }
+    validate(&config, &mut report);
+    finish(config, report, &path.display().to_string())
+}
+
+/// Parses and validates configuration text; `source` names it in messages.
+pub fn load_str(text: &str, source: &str) -> Result<Config, Problems> {
+    let (config, mut report) = parse_str(text, source)?;
+    validate(&config, &mut report);
+    finish(config, report, source)
+}
+
+fn resolve_relative_paths(config: &mut Config, base: &Path) {
+    let rebase = |file: &mut std::path::PathBuf| {
+        if file.is_relative() {
+            *file = base.join(&*file);
+        }
+    };
+    for api in config.services.iter_mut().flat_map(|service| &mut service.apis) {
+        match &mut api.backend {
+            BackendConfig::Mock(mock) => {
+                if let Some(file) = &mut mock.body_file {
+                    rebase(file);
+                }
+            }
+            BackendConfig::Http(http) => {
+                for value in http.headers.values_mut() {
+                    if let SecretValue::From(SecretSource::File(file)) = value {
+                        rebase(file);
+                    }
+                }
+            }
+        }
+    }
+}

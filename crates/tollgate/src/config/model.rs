@@ -1,0 +1,531 @@
+//! The configuration file's types, as written in YAML.
+//!
+//! Every struct rejects unknown keys, so a misspelt key is an error rather than a silently
+//! ignored setting. The JSON Schema in `schema/tollgate.schema.json` is generated from these
+//! types (`tollgate schema`), so their doc comments are also what editors show.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Default grace period for requests in flight at shutdown, in seconds.
+pub const DEFAULT_GRACE_PERIOD_SECS: u64 = 30;
+/// Default maximum size of a request's header block, in bytes.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default maximum number of request headers.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// Default maximum request body size: the product's 16 MB upload limit.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// Default time a client has to send its request head, in seconds.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
+/// Default backend timeout, in seconds: the product's console and SDK default.
+pub const DEFAULT_BACKEND_TIMEOUT_SECS: u64 = 15;
+/// Maximum backend timeout, in seconds: the product's newer limit of 30 minutes.
+pub const MAX_BACKEND_TIMEOUT_SECS: u64 = 1800;
+/// Default time an idle pooled backend connection is kept, in seconds.
+pub const DEFAULT_POOL_IDLE_TIMEOUT_SECS: u64 = 90;
+/// Default number of idle connections kept per backend host.
+pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, limits, logging and shutdown.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The services this gateway serves.
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Addresses to accept plain HTTP on, as `IP:PORT`. Changing them needs a restart.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Worker threads of the runtime; 0 (the default) uses one per available core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Seconds that requests in flight get to finish after SIGTERM or SIGINT.
+    #[serde(default = "default_grace_period_secs")]
+    pub grace_period_secs: u64,
+    /// Request size and time limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Format of every log line on standard output. Changing it needs a restart.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// The access log: one line per request.
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+    /// Pooled connections to backends.
+    #[serde(default)]
+    pub backend_pool: BackendPoolConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            workers: 0,
+            grace_period_secs: DEFAULT_GRACE_PERIOD_SECS,
+            limits: LimitsConfig::default(),
+            log_format: LogFormat::default(),
+            access_log: AccessLogConfig::default(),
+            backend_pool: BackendPoolConfig::default(),
+        }
+    }
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["127.0.0.1:8080".to_string()]
+}
+
+fn default_grace_period_secs() -> u64 {
+    DEFAULT_GRACE_PERIOD_SECS
+}
+
+/// Limits on what a client may send. Changing them needs a restart.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Maximum bytes of the request line and headers together; at least 8192. Over it the
+    /// client gets 431 and the connection is closed.
+    pub max_header_bytes: usize,
+    /// Maximum number of request headers. Over it the client gets 431.
+    pub max_headers: usize,
+    /// Maximum request body in bytes (16 MB, the product's upload limit). Over it the client
+    /// gets 413 `Request Entity Too Large.`. 0 turns the limit off.
+    pub max_body_bytes: u64,
+    /// Seconds a client has to send the request head before the connection is closed.
+    pub header_read_timeout_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `key=value` fields after the level and target.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Access log settings.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    /// Whether a line is written per request (target `tollgate::access`, level info).
+    pub enabled: bool,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig { enabled: true }
+    }
+}
+
+/// The shared pool of keep-alive connections to backends.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendPoolConfig {
+    /// Seconds an idle connection stays in the pool.
+    pub idle_timeout_secs: u64,
+    /// Idle connections kept per backend host and port.
+    pub max_idle_per_host: usize,
+}
+
+impl Default for BackendPoolConfig {
+    fn default() -> Self {
+        BackendPoolConfig {
+            idle_timeout_secs: DEFAULT_POOL_IDLE_TIMEOUT_SECS,
+            max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+        }
+    }
+}
+
+/// A service: the unit of publishing, with its domains, environments and APIs.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service id, `service-` and 8 lower-case letters or digits, for example `service-n904iiau`.
+    pub id: String,
+    /// Service name: up to 50 letters, digits or underscores.
+    pub name: String,
+    /// Schemes the service accepts on its default domains.
+    #[serde(default)]
+    pub protocol: FrontendProtocol,
+    /// Default domains, reached as `http://DOMAIN/{environment}/{api path}`.
+    #[serde(default)]
+    pub default_domains: Vec<String>,
+    /// Custom domains (at most 5).
+    #[serde(default)]
+    pub custom_domains: Vec<CustomDomainConfig>,
+    /// The environments the service is published to, by name (`test`, `prepub`, `release`).
+    #[serde(default)]
+    pub environments: BTreeMap<String, EnvironmentConfig>,
+    /// The service's APIs.
+    #[serde(default)]
+    pub apis: Vec<ApiConfig>,
+}
+
+/// Schemes a service or custom domain accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum FrontendProtocol {
+    #[serde(rename = "http")]
+    Http,
+    #[serde(rename = "https")]
+    Https,
+    /// Both schemes; the default.
+    #[default]
+    #[serde(rename = "http&https")]
+    HttpAndHttps,
+}
+
+/// A custom domain bound to a service.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomDomainConfig {
+    /// The host name, for example `api.example.com`.
+    pub domain: String,
+    /// Schemes this domain accepts; the service's protocol when absent.
+    #[serde(default)]
+    pub protocol: Option<FrontendProtocol>,
+    /// Custom path mappings (at most 3). Absent or empty means the default mapping,
+    /// `DOMAIN/{environment}/{api path}`; when present, only these prefixes are served.
+    #[serde(default)]
+    pub path_mappings: Vec<PathMappingConfig>,
+}
+
+/// One custom path mapping: a path prefix that selects an environment.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PathMappingConfig {
+    /// Path prefix starting with `/`; `/` maps the whole domain. Matched on segment boundaries.
+    pub path: String,
+    /// The environment it selects.
+    pub environment: String,
+}
+
+/// An environment a service is published to.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentConfig {
+    /// Ids of the APIs published here. Absent means every API of the service, as a full
+    /// release of the product does.
+    #[serde(default)]
+    pub apis: Option<Vec<String>>,
+}
+
+/// One API of a service.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// API id, `api-` and 8 lower-case letters or digits, for example `api-3fvhfwso`.
+    pub id: String,
+    /// API name, unique in the service, up to 60 characters.
+    pub name: String,
+    /// Frontend path: `=/exact`, `^~/priority-prefix`, a path with `{var}` or regex
+    /// operators, or a plain prefix.
+    pub path: String,
+    /// Request method the API answers.
+    #[serde(default)]
+    pub method: ApiMethod,
+    /// Frontend protocol.
+    #[serde(default)]
+    pub protocol: ApiProtocol,
+    /// Authentication type.
+    #[serde(default)]
+    pub auth: AuthType,
+    /// Whether CORS is enabled for this API.
+    #[serde(default)]
+    pub cors: bool,
+    /// Declared request parameters.
+    #[serde(default)]
+    pub parameters: Vec<ParameterConfig>,
+    /// Backend timeout in seconds, 1 to 1800: waiting longer for the backend's response head
+    /// gives 504 `Gateway Time-out.`.
+    #[serde(default = "default_backend_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Where requests go.
+    pub backend: BackendConfig,
+}
+
+fn default_backend_timeout_secs() -> u64 {
+    DEFAULT_BACKEND_TIMEOUT_SECS
+}
+
+/// The request method an API answers; `ANY` answers every method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ApiMethod {
+    #[default]
+    Get,
+    Post,
+    Put,
+    Delete,
+    Head,
+    /// An extension of the product's set.
+    Patch,
+    /// An extension of the product's set.
+    Options,
+    Any,
+}
+
+/// An API's frontend protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ApiProtocol {
+    /// HTTP and HTTPS.
+    #[default]
+    Http,
+    /// WS and WSS.
+    Websocket,
+}
+
+/// How callers of an API authenticate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AuthType {
+    /// No authentication.
+    #[default]
+    None,
+    /// Key pair (HMAC) authentication.
+    Secret,
+    /// OAuth 2.0 id_token authentication.
+    Oauth,
+}
+
+/// A declared request parameter.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterConfig {
+    /// Parameter name.
+    pub name: String,
+    /// Where the parameter is read from.
+    pub position: ParameterPosition,
+    /// Free-form type name, such as `string` or `int`; documentation only.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Whether the request must carry the parameter.
+    #[serde(default)]
+    pub required: bool,
+    /// Value used when the request does not carry the parameter.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// Free-form description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Where a request parameter is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParameterPosition {
+    Header,
+    Query,
+    Path,
+    Body,
+}
+
+/// An API's backend, selected by `type`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// Proxy to an HTTP server.
+    Http(HttpBackendConfig),
+    /// Answer from configuration, without a backend.
+    Mock(MockBackendConfig),
+}
+
+/// An HTTP backend.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpBackendConfig {
+    /// Scheme, host and optional port, without a path: `http://10.0.0.5:8080`.
+    pub url: String,
+    /// Backend path, starting with `/`; may hold the frontend's `{var}` names. Empty means
+    /// the remainder of the request path after the matched frontend prefix.
+    #[serde(default)]
+    pub path: String,
+    /// What an empty backend path forwards.
+    #[serde(default)]
+    pub empty_path: EmptyPathRule,
+    /// Backend method; the client's method when absent.
+    #[serde(default)]
+    pub method: Option<ApiMethod>,
+    /// Which Host header the backend receives.
+    #[serde(default)]
+    pub host_header: HostHeader,
+    /// Headers added to every backend request. Values are inline, or read from an
+    /// environment variable or a file at load time.
+    #[serde(default)]
+    pub headers: BTreeMap<String, SecretValue>,
+}
+
+/// What an HTTP backend with an empty path receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyPathRule {
+    /// The request path with the matched frontend prefix removed: frontend `/product/` and
+    /// request `/product/apigw/doc` forward `/apigw/doc` (the product's current rule).
+    #[default]
+    StripPrefix,
+    /// The whole request path after the environment: `/product/apigw/doc` (the product's
+    /// older rule).
+    KeepFullPath,
+}
+
+/// The Host header sent to an HTTP backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HostHeader {
+    /// The backend URL's host and port.
+    #[default]
+    Backend,
+    /// The Host the client sent.
+    Client,
+}
+
+/// A mock backend: a fixed response.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MockBackendConfig {
+    /// Response status, 200 to 599.
+    #[serde(default = "default_mock_status")]
+    pub status: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Response body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// A file whose content is the response body, read on every request so edits show at
+    /// once. A file that cannot be read then gives 481 `Mock config error.`.
+    #[serde(default)]
+    pub body_file: Option<PathBuf>,
+}
+
+fn default_mock_status() -> u16 {
+    200
+}
+
+/// A value given inline, or read from an environment variable or a file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SecretValue {
+    /// The value itself.
+    Inline(String),
+    /// A reference to where the value is kept.
+    From(SecretSource),
+}
+
+/// Where a secret value is read from.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretSource {
+    /// The named environment variable.
+    Env(String),
+    /// The file's content, with one trailing newline removed.
+    File(PathBuf),
+}
+
+impl ApiMethod {
+    /// Returns the HTTP method, or `None` for `ANY`.
+    pub fn to_http(self) -> Option<http::Method> {
+        Some(match self {
+            ApiMethod::Get => http::Method::GET,
+            ApiMethod::Post => http::Method::POST,
+            ApiMethod::Put => http::Method::PUT,
+            ApiMethod::Delete => http::Method::DELETE,
+            ApiMethod::Head => http::Method::HEAD,
+            ApiMethod::Patch => http::Method::PATCH,
+            ApiMethod::Options => http::Method::OPTIONS,
+            ApiMethod::Any => return None,
+        })
+    }
+}
+
+impl FrontendProtocol {
+    /// Returns true when requests over `scheme` are accepted.
+    pub fn allows(self, scheme: Scheme) -> bool {
+        matches!(
+            (self, scheme),
+            (FrontendProtocol::HttpAndHttps, _)
+                | (FrontendProtocol::Http, Scheme::Http)
+                | (FrontendProtocol::Https, Scheme::Https)
+        )
+    }
+}
+
+/// The scheme a request arrived over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// The three environments a service can be published to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EnvironmentName {
+    Test,
+    Prepub,
+    Release,
+}
+
+impl EnvironmentName {
+    pub const ALL: [EnvironmentName; 3] = [
+        EnvironmentName::Test,
+        EnvironmentName::Prepub,
+        EnvironmentName::Release,
+    ];
+
+    /// Parses `test`, `prepub` or `release`.
+    pub fn parse(name: &str) -> Option<EnvironmentName> {
+        match name {
+            "test" => Some(EnvironmentName::Test),
+            "prepub" => Some(EnvironmentName::Prepub),
+            "release" => Some(EnvironmentName::Release),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvironmentName::Test => "test",
+            EnvironmentName::Prepub => "prepub",
+            EnvironmentName::Release => "release",
+        }
+    }
+
+    /// Position in per-environment arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}

@@ -1,0 +1,501 @@
+//! Checks that deserialized configuration makes sense, reporting every problem with its path.
+//!
+//! What is checked here cannot fail later: [`crate::snapshot::Snapshot::compile`] relies on it.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+
+use http::header::{HeaderName, HeaderValue};
+use http::Uri;
+
+use super::load::Report;
+use super::model::*;
+use crate::route::{PathPattern, RouterBuilder};
+
+/// Maximum custom domains per service, as in the product.
+const MAX_CUSTOM_DOMAINS: usize = 5;
+/// Maximum custom path mappings per custom domain, as in the product.
+const MAX_PATH_MAPPINGS: usize = 3;
+
+/// Validates `config`, adding every problem found to `report`.
+pub fn validate(config: &Config, report: &mut Report) {
+    validate_server(&config.server, report);
+
+    let mut service_ids = HashSet::new();
+    let mut domains: HashMap<String, String> = HashMap::new();
+    for (index, service) in config.services.iter().enumerate() {
+        let path = format!("services[{index}]");
+        if !service_ids.insert(service.id.as_str()) {
+            report.push(
+                format!("{path}.id"),
+                format!("the service id `{}` is used twice", service.id),
+            );
+        }
+        validate_service(service, &path, &mut domains, report);
+    }
+}
+
+fn validate_server(server: &ServerConfig, report: &mut Report) {
+    if server.listen.is_empty() {
+        report.push("server.listen", "at least one listen address is required");
+    }
+    for (index, address) in server.listen.iter().enumerate() {
+        if address.parse::<SocketAddr>().is_err() {
+            report.push(
+                format!("server.listen[{index}]"),
+                format!("`{address}` is not an IP:PORT address, such as `127.0.0.1:8080`"),
+            );
+        }
+    }
+    let limits = &server.limits;
+    if limits.max_header_bytes < 8192 {
+        report.push(
+            "server.limits.max_header_bytes",
+            format!("{} is below the minimum of 8192", limits.max_header_bytes),
+        );
+    }
+    if limits.max_headers == 0 {
+        report.push("server.limits.max_headers", "must be at least 1");
+    }
+    if limits.header_read_timeout_secs == 0 {
+        report.push("server.limits.header_read_timeout_secs", "must be at least 1");
+    }
+}
+
+fn validate_service(
+    service: &ServiceConfig,
+    path: &str,
+    domains: &mut HashMap<String, String>,
+    report: &mut Report,
+) {
+    if service.id.is_empty() || service.id.len() > 50 {
+        report.push(format!("{path}.id"), "the service id must be 1 to 50 characters");
+    }
+    if !is_service_name(&service.name) {
+        report.push(
+            format!("{path}.name"),
+            format!(
+                "the service name `{}` must be 1 to 50 letters, digits or underscores",
+                service.name
+            ),
+        );
+    }
+    if service.default_domains.is_empty() && service.custom_domains.is_empty() {
+        report.push(
+            path,
+            "the service has no domain: add `default_domains` or `custom_domains`",
+        );
+    }
+    for (index, domain) in service.default_domains.iter().enumerate() {
+        let domain_path = format!("{path}.default_domains[{index}]");
+        claim_domain(domain, &domain_path, domains, report);
+    }
+    if service.custom_domains.len() > MAX_CUSTOM_DOMAINS {
+        report.push(
+            format!("{path}.custom_domains"),
+            format!("a service has at most {MAX_CUSTOM_DOMAINS} custom domains"),
+        );
+    }
+
+    let mut published = HashSet::new();
+    for name in service.environments.keys() {
+        match EnvironmentName::parse(name) {
+            Some(env) => {
+                published.insert(env);
+            }
+            None => report.push(
+                format!("{path}.environments.{name}"),
+                format!("unknown environment `{name}`, expected `test`, `prepub` or `release`"),
+            ),
+        }
+    }
+    for (index, domain) in service.custom_domains.iter().enumerate() {
+        let domain_path = format!("{path}.custom_domains[{index}]");
+        validate_custom_domain(domain, &domain_path, &published, domains, report);
+    }
+
+    let mut api_ids = HashMap::new();
+    let mut api_names = HashSet::new();
+    let mut patterns = Vec::with_capacity(service.apis.len());
+    for (index, api) in service.apis.iter().enumerate() {
+        let api_path = format!("{path}.apis[{index}]");
+        if api_ids.insert(api.id.as_str(), index).is_some() {
+            report.push(
+                format!("{api_path}.id"),
+                format!("the API id `{}` is used twice in this service", api.id),
+            );
+        }
+        if !api_names.insert(api.name.as_str()) {
+            report.push(
+                format!("{api_path}.name"),
+                format!("the API name `{}` is used twice in this service", api.name),
+            );
+        }
+        patterns.push(validate_api(api, &api_path, report));
+    }
+
+    for (name, env) in &service.environments {
+        let env_path = format!("{path}.environments.{name}");
+        let members: Vec<usize> = match &env.apis {
+            None => (0..service.apis.len()).collect(),
+            Some(ids) => ids
+                .iter()
+                .enumerate()
+                .filter_map(|(index, id)| {
+                    let found = api_ids.get(id.as_str()).copied();
+                    if found.is_none() {
+                        report.push(
+                            format!("{env_path}.apis[{index}]"),
+                            format!("no API of this service has the id `{id}`"),
+                        );
+                    }
+                    found
+                })
+                .collect(),
+        };
+        check_route_conflicts(service, &members, &patterns, &env_path, report);
+    }
+}
+
+/// Reports APIs of one environment that share a path and method.
+fn check_route_conflicts(
+    service: &ServiceConfig,
+    members: &[usize],
+    patterns: &[Option<PathPattern>],
+    env_path: &str,
+    report: &mut Report,
+) {
+    let mut builder = RouterBuilder::default();
+    for &index in members {
+        let Some(pattern) = &patterns[index] else {
+            continue;
+        };
+        let api = &service.apis[index];
+        if let Err(conflict) = builder.insert(pattern, api.method, index) {
+            report.push(
+                env_path,
+                format!("API `{}` ({} {}): {conflict}", api.id, method_name(api.method), api.path),
+            );
+        }
+    }
+    if let Err(error) = builder.build() {
+        report.push(env_path, error);
+    }
+}
+
+fn method_name(method: ApiMethod) -> String {
+    method
+        .to_http()
+        .map_or_else(|| "ANY".to_string(), |m| m.to_string())
+}
+
+fn validate_custom_domain(
+    domain: &CustomDomainConfig,
+    path: &str,
+    published: &HashSet<EnvironmentName>,
+    domains: &mut HashMap<String, String>,
+    report: &mut Report,
+) {
+    claim_domain(&domain.domain, &format!("{path}.domain"), domains, report);
+    if domain.path_mappings.len() > MAX_PATH_MAPPINGS {
+        report.push(
+            format!("{path}.path_mappings"),
+            format!("a custom domain has at most {MAX_PATH_MAPPINGS} path mappings"),
+        );
+    }
+    let mut prefixes = HashSet::new();
+    for (index, mapping) in domain.path_mappings.iter().enumerate() {
+        let mapping_path = format!("{path}.path_mappings[{index}]");
+        if !mapping.path.starts_with('/') {
+            report.push(
+                format!("{mapping_path}.path"),
+                format!("the mapping path `{}` must start with `/`", mapping.path),
+            );
+        }
+        if !prefixes.insert(normalize_mapping_prefix(&mapping.path)) {
+            report.push(
+                format!("{mapping_path}.path"),
+                format!("the mapping path `{}` is mapped twice", mapping.path),
+            );
+        }
+        match EnvironmentName::parse(&mapping.environment) {
+            None => report.push(
+                format!("{mapping_path}.environment"),
+                format!(
+                    "unknown environment `{}`, expected `test`, `prepub` or `release`",
+                    mapping.environment
+                ),
+            ),
+            Some(env) if !published.contains(&env) => report.push(
+                format!("{mapping_path}.environment"),
+                format!(
+                    "the service is not published to `{}`: add it under `environments`",
+                    mapping.environment
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Returns a custom mapping prefix without its trailing `/`, keeping `/` itself.
+pub fn normalize_mapping_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+fn claim_domain(
+    domain: &str,
+    path: &str,
+    domains: &mut HashMap<String, String>,
+    report: &mut Report,
+) {
+    if !is_host_name(domain) {
+        report.push(
+            path,
+            format!(
+                "`{domain}` is not a host name: write it in lower case, without scheme, port or path"
+            ),
+        );
+        return;
+    }
+    if let Some(first) = domains.insert(domain.to_string(), path.to_string()) {
+        report.push(path, format!("the domain `{domain}` is already used at {first}"));
+    }
+}
+
+/// Validates one API; returns its parsed path when that is valid.
+fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<PathPattern> {
+    if api.id.is_empty() || api.id.len() > 50 {
+        report.push(format!("{path}.id"), "the API id must be 1 to 50 characters");
+    }
+    if api.name.is_empty() || api.name.chars().count() > 60 {
+        report.push(format!("{path}.name"), "the API name must be 1 to 60 characters");
+    }
+    if !(1..=MAX_BACKEND_TIMEOUT_SECS).contains(&api.timeout_secs) {
+        report.push(
+            format!("{path}.timeout_secs"),
+            format!(
+                "{} is out of range: the backend timeout is 1 to {MAX_BACKEND_TIMEOUT_SECS} seconds",
+                api.timeout_secs
+            ),
+        );
+    }
+    // NOTE: key-pair and OAuth authentication, CORS and WebSocket APIs are rejected here
+    // until the gateway implements them, so that no configured protection is silently skipped.
+    if api.auth != AuthType::None {
+        report.push(
+            format!("{path}.auth"),
+            "this version of Tollgate serves only `auth: NONE` APIs",
+        );
+    }
+    if api.cors {
+        report.push(
+            format!("{path}.cors"),
+            "this version of Tollgate does not implement CORS yet; set `cors: false`",
+        );
+    }
+    if api.protocol == ApiProtocol::Websocket {
+        report.push(
+            format!("{path}.protocol"),
+            "this version of Tollgate serves only `HTTP` APIs",
+        );
+    }
+
+    let pattern = match PathPattern::parse(&api.path) {
+        Ok(pattern) => Some(pattern),
+        Err(message) => {
+            report.push(format!("{path}.path"), message);
+            None
+        }
+    };
+    let variables = pattern.as_ref().map_or(&[][..], |p| p.variables());
+    validate_parameters(api, variables, path, report);
+    match &api.backend {
+        BackendConfig::Http(backend) => {
+            validate_http_backend(backend, variables, &format!("{path}.backend"), report)
+        }
+        BackendConfig::Mock(mock) => validate_mock(mock, &format!("{path}.backend"), report),
+    }
+    pattern
+}
+
+fn validate_parameters(api: &ApiConfig, variables: &[String], path: &str, report: &mut Report) {
+    let mut seen = HashSet::new();
+    for (index, parameter) in api.parameters.iter().enumerate() {
+        let parameter_path = format!("{path}.parameters[{index}]");
+        if !seen.insert((parameter.position, parameter.name.to_ascii_lowercase())) {
+            report.push(
+                format!("{parameter_path}.name"),
+                format!("the parameter `{}` is declared twice", parameter.name),
+            );
+        }
+        match parameter.position {
+            ParameterPosition::Header => {
+                if HeaderName::from_bytes(parameter.name.as_bytes()).is_err() {
+                    report.push(
+                        format!("{parameter_path}.name"),
+                        format!("`{}` is not a valid header name", parameter.name),
+                    );
+                }
+                if let Some(default) = &parameter.default {
+                    if HeaderValue::from_str(default).is_err() {
+                        report.push(
+                            format!("{parameter_path}.default"),
+                            "the default is not a valid header value",
+                        );
+                    }
+                }
+            }
+            ParameterPosition::Query => {}
+            ParameterPosition::Path => {
+                if !variables.contains(&parameter.name) {
+                    report.push(
+                        format!("{parameter_path}.name"),
+                        format!(
+                            "the path parameter `{}` has no `{{{}}}` in the path `{}`",
+                            parameter.name, parameter.name, api.path
+                        ),
+                    );
+                }
+            }
+            ParameterPosition::Body => report.push(
+                format!("{parameter_path}.position"),
+                "this version of Tollgate does not read body parameters yet",
+            ),
+        }
+    }
+}
+
+fn validate_http_backend(
+    backend: &HttpBackendConfig,
+    variables: &[String],
+    path: &str,
+    report: &mut Report,
+) {
+    match backend.url.parse::<Uri>() {
+        Err(error) => report.push(
+            format!("{path}.url"),
+            format!("`{}` is not a URL: {error}", backend.url),
+        ),
+        Ok(uri) => {
+            match uri.scheme_str() {
+                Some("http") => {}
+                Some("https") => report.push(
+                    format!("{path}.url"),
+                    "this version of Tollgate proxies to `http://` backends only",
+                ),
+                _ => report.push(
+                    format!("{path}.url"),
+                    format!("`{}` must start with `http://`", backend.url),
+                ),
+            }
+            if uri.host().is_none_or(str::is_empty) {
+                report.push(format!("{path}.url"), "the backend URL has no host");
+            }
+            let has_path = uri.path_and_query().is_some_and(|pq| pq.as_str() != "/");
+            if has_path {
+                report.push(
+                    format!("{path}.url"),
+                    "the backend URL must not hold a path or query: put the path in `path`",
+                );
+            }
+        }
+    }
+    if !backend.path.is_empty() && !backend.path.starts_with('/') {
+        report.push(
+            format!("{path}.path"),
+            format!("the backend path `{}` must start with `/`", backend.path),
+        );
+    }
+    for name in template_variables(&backend.path) {
+        if !variables.iter().any(|known| known == name) {
+            report.push(
+                format!("{path}.path"),
+                format!("the backend path uses `{{{name}}}`, which the frontend path does not capture"),
+            );
+        }
+    }
+    for (name, value) in &backend.headers {
+        let header_path = format!("{path}.headers.{name}");
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            report.push(&header_path, format!("`{name}` is not a valid header name"));
+        }
+        match resolve_secret(value) {
+            Err(message) => report.push(&header_path, message),
+            Ok(text) if HeaderValue::from_str(&text).is_err() => {
+                report.push(&header_path, "the value is not a valid header value");
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Returns the `{name}` placeholders of a backend path.
+pub fn template_variables(template: &str) -> impl Iterator<Item = &str> {
+    template.split('{').skip(1).filter_map(|piece| piece.split_once('}').map(|(name, _)| name))
+}
+
+fn validate_mock(mock: &MockBackendConfig, path: &str, report: &mut Report) {
+    if !(200..=599).contains(&mock.status) {
+        report.push(
+            format!("{path}.status"),
+            format!("{} is not a final response status (200 to 599)", mock.status),
+        );
+    }
+    for (name, value) in &mock.headers {
+        let header_path = format!("{path}.headers.{name}");
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            report.push(&header_path, format!("`{name}` is not a valid header name"));
+        }
+        if HeaderValue::from_str(value).is_err() {
+            report.push(&header_path, "the value is not a valid header value");
+        }
+    }
+    match (&mock.body, &mock.body_file) {
+        (Some(_), Some(_)) => report.push(path, "set `body` or `body_file`, not both"),
+        (None, Some(file)) => {
+            if let Err(error) = std::fs::metadata(file) {
+                report.push(
+                    format!("{path}.body_file"),
+                    format!("cannot read `{}`: {error}", file.display()),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads a secret value from where the configuration says it is kept.
+pub fn resolve_secret(value: &SecretValue) -> Result<String, String> {
+    match value {
+        SecretValue::Inline(text) => Ok(text.clone()),
+        SecretValue::From(SecretSource::Env(name)) => std::env::var(name)
+            .map_err(|_| format!("the environment variable `{name}` is not set or not UTF-8")),
+        SecretValue::From(SecretSource::File(file)) => std::fs::read_to_string(file)
+            .map(|text| {
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                text.strip_suffix('\r').unwrap_or(text).to_string()
+            })
+            .map_err(|error| format!("cannot read `{}`: {error}", file.display())),
+    }
+}
+
+fn is_service_name(name: &str) -> bool {
+    (1..=50).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_host_name(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.len() <= 253
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+}

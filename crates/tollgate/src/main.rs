@@ -1,0 +1,121 @@
+//! The `tollgate` command: run the gateway, check a configuration file, print the schema.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+use tollgate::config::{self, LogFormat};
+use tollgate::server::Server;
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "A self-hosted API gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured services until SIGTERM or SIGINT; SIGHUP reloads the file.
+    Run {
+        /// Configuration file (YAML).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and list every problem in it.
+    Check {
+        /// Configuration file (YAML).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Schema => {
+            print!("{}", tollgate::config_schema());
+            ExitCode::SUCCESS
+        }
+        Command::Run { config } => match run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("tollgate: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(config) => {
+            let apis: usize = config.services.iter().map(|s| s.apis.len()).sum();
+            println!(
+                "{}: valid ({} services, {apis} APIs)",
+                path.display(),
+                config.services.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprintln!("{problems}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: PathBuf) -> anyhow::Result<()> {
+    let config = config::load(&path)?;
+    init_logging(config.server.log_format);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.server.workers > 0 {
+        runtime.worker_threads(config.server.workers);
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(config, path))
+}
+
+async fn serve(config: config::Config, path: PathBuf) -> anyhow::Result<()> {
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let server = Server::start(config, Some(path.clone())).await?;
+    tracing::info!(config = %path.display(), "tollgate started");
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => {
+                if let Err(error) = server.reload() {
+                    tracing::error!(
+                        config = %path.display(),
+                        "reload rejected; the previous configuration keeps serving: {error:#}"
+                    );
+                }
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    let finished = server.shutdown().await;
+    tracing::info!(all_requests_finished = finished, "tollgate stopped");
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,278 @@
+//! The request's way through the gateway, in a fixed order:
+//!
+//! 1. Host to service: 404 `Not Found Host.`, `Get Host Fail.`, `There is no api match host[..].`
+//! 2. Environment, from the first path segment or a custom path mapping: 404 env_mapping errors.
+//! 3. Scheme against the service's or custom domain's protocol: 426.
+//! 4. Method the gateway can serve at all: 404 `Could not support method.`
+//! 5. API by path, then method: 404 `There is no api match uri[..] host [..]`, 405.
+//! 6. Declared parameters: 403 when a required one is missing; defaults filled in.
+//! 7. Body size: 413 when `Content-Length` is over the limit (streamed bodies are cut off too).
+//! 8. Backend: mock or HTTP (481, 502, 504).
+//!
+//! Every response gets `X-Api-RequestId` and `X-Api-ID` (`-` when no API matched).
+
+mod body;
+mod params;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response};
+use http_body::Body;
+
+pub use body::{BoxError, ResponseBody};
+
+use crate::access_log::{LogRecord, RequestId};
+use crate::backend::http::{Failure, Outgoing};
+use crate::backend::{mock, HttpClient};
+use crate::config::{BackendPoolConfig, Scheme};
+use crate::error::GatewayError;
+use crate::route::{normalize_path, request_host, resolve_environment, RouteError};
+use crate::snapshot::{Api, Backend, Snapshot};
+
+static X_API_REQUEST_ID: HeaderName = HeaderName::from_static("x-api-requestid");
+static X_API_ID: HeaderName = HeaderName::from_static("x-api-id");
+
+/// Methods the gateway serves; others get 404 `Could not support method.`
+const SUPPORTED_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::HEAD,
+    Method::PATCH,
+    Method::OPTIONS,
+];
+
+/// The connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    pub scheme: Scheme,
+}
+
+/// The gateway: the current configuration snapshot and the backend client.
+pub struct Gateway {
+    snapshot: ArcSwap<Snapshot>,
+    client: HttpClient,
+}
+
+impl Gateway {
+    pub fn new(snapshot: Snapshot, pool: &BackendPoolConfig) -> Gateway {
+        Gateway {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            client: HttpClient::new(pool),
+        }
+    }
+
+    /// Replaces the configuration; requests in flight finish on the one they started with.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Serves one request to the end.
+    pub async fn handle<B>(&self, request: Request<B>, conn: ConnectionInfo) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let snapshot = self.snapshot.load_full();
+        let mut in_flight = InFlight {
+            record: Some(Box::new(LogRecord {
+                enabled: snapshot.access_log,
+                request_id: RequestId::random(),
+                start: Instant::now(),
+                method: request.method().clone(),
+                uri: request
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()),
+                host: String::new(),
+                scheme: conn.scheme.as_str(),
+                client: conn.peer,
+                service: None,
+                environment: None,
+                api: None,
+                status: 0,
+                upstream_status: None,
+                upstream_addr: None,
+                upstream_time: None,
+                error: None,
+                bytes_sent: 0,
+            })),
+        };
+        let record = in_flight.record.as_mut().expect("set above");
+        let mut api_id = None;
+        let result = self
+            .serve(&snapshot, request, conn, record, &mut api_id)
+            .await;
+
+        let mut record = in_flight.record.take().expect("set above");
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                record.error = Some(error.to_string());
+                error_response(&error)
+            }
+        };
+        record.status = response.status().as_u16();
+        let headers = response.headers_mut();
+        let id = HeaderValue::from_bytes(record.request_id.as_bytes()).expect("hex digits");
+        headers.insert(X_API_REQUEST_ID.clone(), id);
+        headers.insert(
+            X_API_ID.clone(),
+            api_id.unwrap_or(HeaderValue::from_static("-")),
+        );
+        response.body_mut().set_log(record);
+        response
+    }
+
+    async fn serve<B>(
+        &self,
+        snapshot: &Snapshot,
+        request: Request<B>,
+        conn: ConnectionInfo,
+        record: &mut LogRecord,
+        api_id: &mut Option<HeaderValue>,
+    ) -> Result<Response<ResponseBody>, GatewayError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (mut parts, body) = request.into_parts();
+        let host = request_host(&parts)?;
+        record.host = host.to_string();
+        let (entry, service) = snapshot
+            .host(&host)
+            .ok_or_else(|| GatewayError::NoApiMatchesHost(host.to_string()))?;
+        record.service = Some(service.id.clone());
+
+        let path = normalize_path(parts.uri.path()).into_owned();
+        let matched_env = resolve_environment(entry, service, &path)?;
+        record.environment = Some(matched_env.environment.name.as_str());
+
+        if !entry.protocol.allows(conn.scheme) {
+            return Err(match conn.scheme {
+                Scheme::Http => GatewayError::HttpNotAllowed,
+                Scheme::Https => GatewayError::HttpsNotAllowed,
+            });
+        }
+        if !SUPPORTED_METHODS.contains(&parts.method) {
+            return Err(GatewayError::MethodNotSupported);
+        }
+
+        let api_path = matched_env.api_path;
+        let route = matched_env
+            .environment
+            .router
+            .find(api_path, &parts.method)
+            .map_err(|error| match error {
+                RouteError::NoMatch => GatewayError::NoApiMatchesUri {
+                    uri: api_path.to_string(),
+                    host: host.to_string(),
+                },
+                RouteError::MethodNotAllowed => GatewayError::MethodNotAllowed,
+            })?;
+        let api: &Api = route.value;
+        record.api = Some(api.id.clone());
+        *api_id = Some(api.id_header.clone());
+
+        let extra_query = params::apply(api, &mut parts)?;
+        if let Some(limit) = snapshot.max_body_bytes {
+            let declared = parts
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<u64>().ok());
+            if declared.is_some_and(|length| length > limit) {
+                return Err(GatewayError::BodyTooLarge);
+            }
+        }
+
+        match &api.backend {
+            Backend::Mock(mock) => match mock::respond(mock).await {
+                Ok(response) => Ok(response.map(ResponseBody::full)),
+                Err((error, cause)) => {
+                    tracing::error!(request_id = %record.request_id, api = %api.id, %cause, "mock backend failed");
+                    Err(error)
+                }
+            },
+            Backend::Http(backend) => {
+                let outgoing = Outgoing {
+                    parts,
+                    body,
+                    api_path,
+                    matched_len: route.matched_len,
+                    captures: &route.captures,
+                    extra_query: &extra_query,
+                    client: conn.peer,
+                    scheme: conn.scheme,
+                    request_id: record.request_id,
+                    timeout: api.timeout,
+                    max_body_bytes: snapshot.max_body_bytes,
+                };
+                match self.client.forward(backend, outgoing).await {
+                    Ok(answer) => {
+                        record.upstream_status = Some(answer.response.status().as_u16());
+                        record.upstream_addr = answer.upstream_addr;
+                        record.upstream_time = Some(answer.upstream_time);
+                        Ok(answer.response.map(ResponseBody::backend))
+                    }
+                    Err(failure) => Err(log_backend_failure(record, api, backend, failure)),
+                }
+            }
+        }
+    }
+}
+
+fn log_backend_failure(
+    record: &mut LogRecord,
+    api: &Api,
+    backend: &crate::snapshot::HttpBackend,
+    failure: Failure,
+) -> GatewayError {
+    record.upstream_time = Some(failure.upstream_time);
+    let backend = backend.authority.as_str();
+    match failure.error {
+        GatewayError::BodyTooLarge => tracing::info!(
+            request_id = %record.request_id, api = %api.id, backend,
+            "request body over the limit; backend request cancelled"
+        ),
+        _ => tracing::warn!(
+            request_id = %record.request_id, api = %api.id, backend, cause = %failure.cause,
+            "backend request failed: {}", failure.error
+        ),
+    }
+    failure.error
+}
+
+/// Renders a catalog error as the product does.
+pub fn error_response(error: &GatewayError) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(error.body()));
+    *response.status_mut() = error.status();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Writes the 499 log line if the request is dropped before its response head, because the
+/// client closed the connection.
+struct InFlight {
+    record: Option<Box<LogRecord>>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take() {
+            let error = GatewayError::ClientClosed;
+            record.status = error.status().as_u16();
+            record.error = Some(error.to_string());
+            record.emit();
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Listeners, connections, reload and graceful shutdown.
+//!
+//! Each listener runs an accept loop; each connection is served by hyper's HTTP/1.1 server
+//! with the configured header size, header count and header read time limits. On shutdown
+//! the accept loops stop, open connections finish the request in flight and close, and
+//! whatever is still open when the grace period ends is dropped.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Config, LimitsConfig, Scheme};
+use crate::pipeline::{ConnectionInfo, Gateway};
+use crate::snapshot::Snapshot;
+
+/// Pending connections the kernel queues per listener.
+const LISTEN_BACKLOG: u32 = 1024;
+/// Pause after a failed accept (such as too many open files) before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// A running gateway.
+pub struct Server {
+    gateway: Arc<Gateway>,
+    config_path: Option<PathBuf>,
+    local_addrs: Vec<SocketAddr>,
+    grace_period: Duration,
+    stop_accepting: watch::Sender<bool>,
+    force_close: watch::Sender<bool>,
+    accept_loops: Vec<JoinHandle<()>>,
+    graceful: Arc<GracefulShutdown>,
+}
+
+impl Server {
+    /// Compiles `config`, binds its listeners and starts serving. `config_path` is the file
+    /// that [`Server::reload`] reads again.
+    pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Server> {
+        let snapshot = Snapshot::compile(&config).context("cannot compile the configuration")?;
+        let gateway = Arc::new(Gateway::new(snapshot, &config.server.backend_pool));
+        let (stop_accepting, _) = watch::channel(false);
+        let (force_close, _) = watch::channel(false);
+        let graceful = Arc::new(GracefulShutdown::new());
+
+        let mut local_addrs = Vec::new();
+        let mut accept_loops = Vec::new();
+        for address in &config.server.listen {
+            let address: SocketAddr = address
+                .parse()
+                .with_context(|| format!("invalid listen address `{address}`"))?;
+            let listener = bind(address)
+                .with_context(|| format!("cannot listen on {address}"))?;
+            let local = listener.local_addr()?;
+            tracing::info!(address = %local, "listening");
+            local_addrs.push(local);
+            let acceptor = Acceptor {
+                listener,
+                gateway: gateway.clone(),
+                limits: config.server.limits.clone(),
+                stop: stop_accepting.subscribe(),
+                force_close: force_close.subscribe(),
+                graceful: graceful.clone(),
+            };
+            accept_loops.push(tokio::spawn(acceptor.run()));
+        }
+        Ok(Server {
+            gateway,
+            config_path,
+            local_addrs,
+            grace_period: Duration::from_secs(config.server.grace_period_secs),
+            stop_accepting,
+            force_close,
+            accept_loops,
+            graceful,
+        })
+    }
+
+    /// The bound listener addresses, in configuration order.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Reads the configuration file again and swaps it in. An invalid file is rejected and
+    /// the current configuration keeps serving. Listener, limit and pool settings need a
+    /// restart to change.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let path = self
+            .config_path
+            .as_ref()
+            .context("the server was started without a configuration file")?;
+        let config = config::load(path)?;
+        let snapshot = Snapshot::compile(&config)?;
+        self.gateway.swap(snapshot);
+        let apis: usize = config.services.iter().map(|s| s.apis.len()).sum();
+        tracing::info!(
+            path = %path.display(),
+            services = config.services.len(),
+            apis,
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+
+    /// Stops accepting, lets requests in flight finish within the grace period, then closes
+    /// what is left. Returns true when every connection finished in time.
+    pub async fn shutdown(self) -> bool {
+        let _ = self.stop_accepting.send(true);
+        for accept_loop in self.accept_loops {
+            let _ = accept_loop.await;
+        }
+        let graceful = match Arc::try_unwrap(self.graceful) {
+            Ok(graceful) => graceful,
+            Err(_) => unreachable!("the accept loops have ended and released their handles"),
+        };
+        let open = graceful.count();
+        tracing::info!(
+            open_connections = open,
+            grace_period_secs = self.grace_period.as_secs(),
+            "shutting down"
+        );
+        let finished = tokio::time::timeout(self.grace_period, graceful.shutdown())
+            .await
+            .is_ok();
+        if !finished {
+            tracing::warn!("grace period over; closing the connections still open");
+            let _ = self.force_close.send(true);
+        }
+        finished
+    }
+}
+
+fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+struct Acceptor {
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    limits: LimitsConfig,
+    stop: watch::Receiver<bool>,
+    force_close: watch::Receiver<bool>,
+    graceful: Arc<GracefulShutdown>,
+}
+
+impl Acceptor {
+    async fn run(mut self) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.stop.changed() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => self.serve(stream, peer),
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed; retrying");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    fn serve(&self, stream: TcpStream, peer: SocketAddr) {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
+        }
+        let info = ConnectionInfo {
+            peer,
+            scheme: Scheme::Http,
+        };
+        let gateway = self.gateway.clone();
+        let service = service_fn(move |request| {
+            let gateway = gateway.clone();
+            async move { Ok::<_, Infallible>(gateway.handle(request, info).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(self.limits.header_read_timeout_secs))
+            .max_buf_size(self.limits.max_header_bytes)
+            .max_headers(self.limits.max_headers)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = self.graceful.watch(connection);
+        let mut force_close = self.force_close.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                result = connection => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, %peer, "connection ended with an error");
+                    }
+                }
+                _ = force_close.changed() => {}
+            }
+        });
+    }
+}
