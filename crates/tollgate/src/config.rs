@@ -34,7 +34,11 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
             *file = base.join(&*file);
         }
     };
-    for api in config.services.iter_mut().flat_map(|service| &mut service.apis) {
+    for api in config
+        .services
+        .iter_mut()
+        .flat_map(|service| &mut service.apis)
+    {
         match &mut api.backend {
             BackendConfig::Mock(mock) => {
                 if let Some(file) = &mut mock.body_file {

@@ -308,6 +308,9 @@ mod tests {
     fn body_is_valid_json_with_the_message() {
         let error = GatewayError::NoApiMatchesHost("x.example.com".into());
         let parsed: serde_json::Value = serde_json::from_slice(&error.body()).unwrap();
-        assert_eq!(parsed["message"], "There is no api match host[x.example.com].");
+        assert_eq!(
+            parsed["message"],
+            "There is no api match host[x.example.com]."
+        );
     }
 }

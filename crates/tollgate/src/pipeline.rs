@@ -75,7 +75,11 @@ impl Gateway {
     }
 
     /// Serves one request to the end.
-    pub async fn handle<B>(&self, request: Request<B>, conn: ConnectionInfo) -> Response<ResponseBody>
+    pub async fn handle<B>(
+        &self,
+        request: Request<B>,
+        conn: ConnectionInfo,
+    ) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,

@@ -26,6 +26,9 @@ use crate::snapshot::Snapshot;
 
 /// Pending connections the kernel queues per listener.
 const LISTEN_BACKLOG: u32 = 1024;
+/// hyper's own read buffer maximum (8 KiB plus 100 times 4 KiB); raised to fit a larger
+/// header limit.
+const HYPER_DEFAULT_MAX_BUF_SIZE: usize = 8192 + 4096 * 100;
 /// Pause after a failed accept (such as too many open files) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
@@ -57,8 +60,7 @@ impl Server {
             let address: SocketAddr = address
                 .parse()
                 .with_context(|| format!("invalid listen address `{address}`"))?;
-            let listener = bind(address)
-                .with_context(|| format!("cannot listen on {address}"))?;
+            let listener = bind(address).with_context(|| format!("cannot listen on {address}"))?;
             let local = listener.local_addr()?;
             tracing::info!(address = %local, "listening");
             local_addrs.push(local);
@@ -195,7 +197,8 @@ impl Acceptor {
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(self.limits.header_read_timeout_secs))
-            .max_buf_size(self.limits.max_header_bytes)
+            .max_header_size(self.limits.max_header_bytes)
+            .max_buf_size(self.limits.max_header_bytes.max(HYPER_DEFAULT_MAX_BUF_SIZE))
             .max_headers(self.limits.max_headers)
             .serve_connection(TokioIo::new(stream), service);
         let connection = self.graceful.watch(connection);

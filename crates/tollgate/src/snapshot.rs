@@ -126,7 +126,9 @@ impl PathTemplate {
             if open > 0 {
                 pieces.push(TemplatePiece::Literal(rest[..open].to_string()));
             }
-            pieces.push(TemplatePiece::Variable(rest[open + 1..open + close].to_string()));
+            pieces.push(TemplatePiece::Variable(
+                rest[open + 1..open + close].to_string(),
+            ));
             rest = &rest[open + close + 1..];
         }
         if !rest.is_empty() {
@@ -238,7 +240,10 @@ fn compile_service(service: &config::ServiceConfig) -> anyhow::Result<Service> {
         let name = EnvironmentName::parse(name).ok_or_else(|| anyhow!("environment `{name}`"))?;
         let mut builder = RouterBuilder::default();
         for (index, api_config) in service.apis.iter().enumerate() {
-            let published = env.apis.as_ref().is_none_or(|ids| ids.contains(&api_config.id));
+            let published = env
+                .apis
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&api_config.id));
             if !published {
                 continue;
             }
@@ -282,7 +287,12 @@ fn compile_api(api: &ApiConfig) -> anyhow::Result<Api> {
     let parameters = api
         .parameters
         .iter()
-        .filter(|p| matches!(p.position, ParameterPosition::Header | ParameterPosition::Query))
+        .filter(|p| {
+            matches!(
+                p.position,
+                ParameterPosition::Header | ParameterPosition::Query
+            )
+        })
         .filter(|p| p.required || p.default.is_some())
         .map(|p| Parameter {
             name: p.name.clone(),

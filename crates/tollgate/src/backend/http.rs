@@ -371,7 +371,10 @@ mod tests {
         let api_path = "/product/apigw/document";
         let matched = "/product/".len();
         let strip = backend("", EmptyPathRule::StripPrefix);
-        assert_eq!(backend_path(&strip, api_path, matched, &[]), "/apigw/document");
+        assert_eq!(
+            backend_path(&strip, api_path, matched, &[]),
+            "/apigw/document"
+        );
         let tencent = backend("/tencent/", EmptyPathRule::StripPrefix);
         assert_eq!(
             backend_path(&tencent, api_path, matched, &[]),
@@ -406,9 +409,15 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_are_removed() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
         headers.insert("x-secret", HeaderValue::from_static("1"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-kept", HeaderValue::from_static("1"));
         remove_hop_by_hop(&mut headers);

@@ -14,7 +14,10 @@ pub async fn respond(mock: &MockBackend) -> Result<Response<Bytes>, (GatewayErro
         MockBody::File(path) => match tokio::fs::read(path).await {
             Ok(bytes) => Bytes::from(bytes),
             Err(error) => {
-                let cause = format!("cannot read the mock body file `{}`: {error}", path.display());
+                let cause = format!(
+                    "cannot read the mock body file `{}`: {error}",
+                    path.display()
+                );
                 return Err((GatewayError::MockConfig, cause));
             }
         },

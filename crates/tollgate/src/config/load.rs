@@ -160,7 +160,10 @@ pub fn finish<T>(value: T, report: Report, source: &str) -> Result<T, Problems> 
 /// Deserializes the root piece by piece, so that every bad service and API is reported.
 fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
     let Value::Mapping(mut root) = root else {
-        report.push("", "the file must be a mapping with the keys `server` and `services`");
+        report.push(
+            "",
+            "the file must be a mapping with the keys `server` and `services`",
+        );
         return None;
     };
     let server = match root.remove("server") {
@@ -187,7 +190,10 @@ fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
         let key = serde_norway::to_string(&key).unwrap_or_default();
         report.push(
             "",
-            format!("unknown key `{}`, expected `server` or `services`", key.trim()),
+            format!(
+                "unknown key `{}`, expected `server` or `services`",
+                key.trim()
+            ),
         );
     }
     Some(Config {
@@ -213,7 +219,10 @@ fn deserialize_service(item: Value, path: &str, report: &mut Report) -> Option<S
             .collect(),
         Some(Value::Null) | None => Vec::new(),
         Some(_) => {
-            report.push(format!("{path}.apis"), "invalid type: expected a list of APIs");
+            report.push(
+                format!("{path}.apis"),
+                "invalid type: expected a list of APIs",
+            );
             Vec::new()
         }
     };
@@ -382,7 +391,9 @@ services:
 
     #[test]
     fn syntax_error_has_a_line() {
-        let problems = parse_str("services:\n  - id: [\n", "t.yaml").unwrap_err().problems;
+        let problems = parse_str("services:\n  - id: [\n", "t.yaml")
+            .unwrap_err()
+            .problems;
         assert_eq!(problems.len(), 1);
         assert!(problems[0].line.is_some());
         assert!(problems[0].message.starts_with("invalid YAML"));

@@ -58,7 +58,10 @@ fn validate_server(server: &ServerConfig, report: &mut Report) {
         report.push("server.limits.max_headers", "must be at least 1");
     }
     if limits.header_read_timeout_secs == 0 {
-        report.push("server.limits.header_read_timeout_secs", "must be at least 1");
+        report.push(
+            "server.limits.header_read_timeout_secs",
+            "must be at least 1",
+        );
     }
 }
 
@@ -69,7 +72,10 @@ fn validate_service(
     report: &mut Report,
 ) {
     if service.id.is_empty() || service.id.len() > 50 {
-        report.push(format!("{path}.id"), "the service id must be 1 to 50 characters");
+        report.push(
+            format!("{path}.id"),
+            "the service id must be 1 to 50 characters",
+        );
     }
     if !is_service_name(&service.name) {
         report.push(
@@ -174,7 +180,12 @@ fn check_route_conflicts(
         if let Err(conflict) = builder.insert(pattern, api.method, index) {
             report.push(
                 env_path,
-                format!("API `{}` ({} {}): {conflict}", api.id, method_name(api.method), api.path),
+                format!(
+                    "API `{}` ({} {}): {conflict}",
+                    api.id,
+                    method_name(api.method),
+                    api.path
+                ),
             );
         }
     }
@@ -264,17 +275,26 @@ fn claim_domain(
         return;
     }
     if let Some(first) = domains.insert(domain.to_string(), path.to_string()) {
-        report.push(path, format!("the domain `{domain}` is already used at {first}"));
+        report.push(
+            path,
+            format!("the domain `{domain}` is already used at {first}"),
+        );
     }
 }
 
 /// Validates one API; returns its parsed path when that is valid.
 fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<PathPattern> {
     if api.id.is_empty() || api.id.len() > 50 {
-        report.push(format!("{path}.id"), "the API id must be 1 to 50 characters");
+        report.push(
+            format!("{path}.id"),
+            "the API id must be 1 to 50 characters",
+        );
     }
     if api.name.is_empty() || api.name.chars().count() > 60 {
-        report.push(format!("{path}.name"), "the API name must be 1 to 60 characters");
+        report.push(
+            format!("{path}.name"),
+            "the API name must be 1 to 60 characters",
+        );
     }
     if !(1..=MAX_BACKEND_TIMEOUT_SECS).contains(&api.timeout_secs) {
         report.push(
@@ -416,7 +436,9 @@ fn validate_http_backend(
         if !variables.iter().any(|known| known == name) {
             report.push(
                 format!("{path}.path"),
-                format!("the backend path uses `{{{name}}}`, which the frontend path does not capture"),
+                format!(
+                    "the backend path uses `{{{name}}}`, which the frontend path does not capture"
+                ),
             );
         }
     }
@@ -437,14 +459,20 @@ fn validate_http_backend(
 
 /// Returns the `{name}` placeholders of a backend path.
 pub fn template_variables(template: &str) -> impl Iterator<Item = &str> {
-    template.split('{').skip(1).filter_map(|piece| piece.split_once('}').map(|(name, _)| name))
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|piece| piece.split_once('}').map(|(name, _)| name))
 }
 
 fn validate_mock(mock: &MockBackendConfig, path: &str, report: &mut Report) {
     if !(200..=599).contains(&mock.status) {
         report.push(
             format!("{path}.status"),
-            format!("{} is not a final response status (200 to 599)", mock.status),
+            format!(
+                "{} is not a final response status (200 to 599)",
+                mock.status
+            ),
         );
     }
     for (name, value) in &mock.headers {
@@ -486,8 +514,7 @@ pub fn resolve_secret(value: &SecretValue) -> Result<String, String> {
 }
 
 fn is_service_name(name: &str) -> bool {
-    (1..=50).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    (1..=50).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn is_host_name(domain: &str) -> bool {

@@ -44,7 +44,9 @@ pub fn request_host(parts: &Parts) -> Result<Cow<'_, str>, GatewayError> {
 }
 
 fn strip_port(authority: &str) -> &str {
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     if host.starts_with('[') {
         return host.find(']').map_or(host, |end| &host[..=end]);
     }
@@ -84,7 +86,9 @@ pub fn resolve_environment<'s, 'p>(
                     });
                 }
             }
-            Err(GatewayError::NoApiMatchesEnvMapping(first_segment(path).to_string()))
+            Err(GatewayError::NoApiMatchesEnvMapping(
+                first_segment(path).to_string(),
+            ))
         }
     }
 }

@@ -95,7 +95,9 @@ fn compile_regex(path: &str) -> Result<RegexPattern, String> {
     let mut rest = path;
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}') else {
-            return Err(format!("the path `{path}` has a `{{` without a closing `}}`"));
+            return Err(format!(
+                "the path `{path}` has a `{{` without a closing `}}`"
+            ));
         };
         let name = &rest[open + 1..open + close];
         if !is_variable_name(name) {
@@ -105,7 +107,9 @@ fn compile_regex(path: &str) -> Result<RegexPattern, String> {
             ));
         }
         if variables.iter().any(|known| known == name) {
-            return Err(format!("the path variable `{{{name}}}` appears twice in `{path}`"));
+            return Err(format!(
+                "the path variable `{{{name}}}` appears twice in `{path}`"
+            ));
         }
         source.push_str(&rest[..open]);
         source.push_str("(.+)");
@@ -139,8 +143,14 @@ mod tests {
             PathPattern::parse("^~/a").unwrap(),
             PathPattern::PriorityPrefix(p) if p == "/a"
         ));
-        assert!(matches!(PathPattern::parse("/a/{b}").unwrap(), PathPattern::Regex(_)));
-        assert!(matches!(PathPattern::parse("/a.*").unwrap(), PathPattern::Regex(_)));
+        assert!(matches!(
+            PathPattern::parse("/a/{b}").unwrap(),
+            PathPattern::Regex(_)
+        ));
+        assert!(matches!(
+            PathPattern::parse("/a.*").unwrap(),
+            PathPattern::Regex(_)
+        ));
         assert!(matches!(
             PathPattern::parse("/index.html").unwrap(),
             PathPattern::Prefix(p) if p == "/index.html"

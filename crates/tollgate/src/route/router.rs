@@ -369,14 +369,21 @@ mod tests {
     #[test]
     fn method_selection() {
         use ApiMethod::*;
-        let router = router(&[("/m", Get, "get"), ("/m", Any, "any"), ("/only", Post, "post")]);
+        let router = router(&[
+            ("/m", Get, "get"),
+            ("/m", Any, "any"),
+            ("/only", Post, "post"),
+        ]);
         assert_eq!(*router.find("/m", &Method::GET).unwrap().value, "get");
         assert_eq!(*router.find("/m", &Method::DELETE).unwrap().value, "any");
         assert_eq!(
             router.find("/only", &Method::GET).unwrap_err(),
             RouteError::MethodNotAllowed
         );
-        assert_eq!(router.find("/x", &Method::GET).unwrap_err(), RouteError::NoMatch);
+        assert_eq!(
+            router.find("/x", &Method::GET).unwrap_err(),
+            RouteError::NoMatch
+        );
     }
 
     #[test]
