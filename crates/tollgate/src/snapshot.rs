@@ -198,7 +198,7 @@ impl Snapshot {
                                 .expect("validated environment name"),
                         })
                         .collect();
-                    mappings.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+                    mappings.sort_by_key(|mapping| std::cmp::Reverse(mapping.prefix.len()));
                     EnvMapping::Custom(mappings)
                 };
                 hosts.insert(

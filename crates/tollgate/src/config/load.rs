@@ -5,7 +5,7 @@
 //! problem carries its path in the file (`services[0].apis[2].backend`) and, looked up in an
 //! index built from the parser's events, the line where that path starts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
@@ -61,9 +61,17 @@ impl fmt::Display for Problems {
 impl std::error::Error for Problems {}
 
 /// Collects problems with their lines while a file is read and checked.
+#[derive(Debug)]
 pub struct Report {
     lines: LineIndex,
     problems: Vec<Problem>,
+    /// `(service path, API id)` of APIs that failed to deserialize, so validation does not
+    /// also report references to them as unknown.
+    unparsed_apis: HashSet<(String, String)>,
+    /// Position in the file of each service kept, when some failed to deserialize.
+    service_positions: Vec<usize>,
+    /// Position in the file of each API kept, by service path.
+    api_positions: HashMap<String, Vec<usize>>,
 }
 
 impl Report {
@@ -71,7 +79,34 @@ impl Report {
         Report {
             lines,
             problems: Vec::new(),
+            unparsed_apis: HashSet::new(),
+            service_positions: Vec::new(),
+            api_positions: HashMap::new(),
         }
+    }
+
+    /// Returns the path of the `index`th service kept, as it is in the file.
+    pub fn service_path(&self, index: usize) -> String {
+        let position = self.service_positions.get(index).copied().unwrap_or(index);
+        format!("services[{position}]")
+    }
+
+    /// Returns the path of the `index`th API kept in the service at `service_path`.
+    pub fn api_path(&self, service_path: &str, index: usize) -> String {
+        let position = self
+            .api_positions
+            .get(service_path)
+            .and_then(|positions| positions.get(index))
+            .copied()
+            .unwrap_or(index);
+        format!("{service_path}.apis[{position}]")
+    }
+
+    /// Returns true when the service at `service_path` has an API `id` that failed to
+    /// deserialize and was reported already.
+    pub fn is_unparsed_api(&self, service_path: &str, id: &str) -> bool {
+        self.unparsed_apis
+            .contains(&(service_path.to_string(), id.to_string()))
     }
 
     /// Records a problem at `path`, with the line of the nearest enclosing path the file has.
@@ -90,9 +125,11 @@ impl Report {
     }
 
     fn into_problems(self, source: &str) -> Problems {
+        let mut problems = self.problems;
+        problems.sort_by_key(|problem| problem.line.unwrap_or(usize::MAX));
         Problems {
             source: source.to_string(),
-            problems: self.problems,
+            problems,
         }
     }
 }
@@ -111,7 +148,9 @@ pub fn read_file(path: &Path) -> Result<(Config, Report), Problems> {
     parse_str(&text, &source)
 }
 
-/// Parses configuration text; `source` names it in messages.
+/// Parses configuration text; `source` names it in messages. Only YAML syntax errors fail
+/// here: other problems are in the returned report, and the parts that could not be read are
+/// left out of the returned configuration.
 pub fn parse_str(text: &str, source: &str) -> Result<(Config, Report), Problems> {
     let lines = match LineIndex::build(text) {
         Ok(lines) => lines,
@@ -140,12 +179,8 @@ pub fn parse_str(text: &str, source: &str) -> Result<(Config, Report), Problems>
             });
         }
     };
-    let config = deserialize_config(root, &mut report);
-    if report.is_empty() {
-        Ok((config.unwrap_or_default(), report))
-    } else {
-        Err(report.into_problems(source))
-    }
+    let config = deserialize_config(root, &mut report).unwrap_or_default();
+    Ok((config, report))
 }
 
 /// Turns a report into the final result once validation has added its problems.
@@ -171,15 +206,18 @@ fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
         None => Some(ServerConfig::default()),
     };
     let services = match root.remove("services") {
-        Some(Value::Sequence(items)) => Some(
-            items
-                .into_iter()
-                .enumerate()
-                .filter_map(|(index, item)| {
+        Some(Value::Sequence(items)) => {
+            let mut services = Vec::with_capacity(items.len());
+            for (index, item) in items.into_iter().enumerate() {
+                if let Some(service) =
                     deserialize_service(item, &format!("services[{index}]"), report)
-                })
-                .collect(),
-        ),
+                {
+                    services.push(service);
+                    report.service_positions.push(index);
+                }
+            }
+            Some(services)
+        }
         Some(Value::Null) | None => Some(Vec::new()),
         Some(_) => {
             report.push("services", "invalid type: expected a list of services");
@@ -197,8 +235,8 @@ fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
         );
     }
     Some(Config {
-        server: server?,
-        services: services?,
+        server: server.unwrap_or_default(),
+        services: services.unwrap_or_default(),
     })
 }
 
@@ -210,13 +248,26 @@ fn deserialize_service(item: Value, path: &str, report: &mut Report) -> Option<S
     let apis = fields.remove("apis");
     let service = deserialize_at::<ServiceConfig>(Value::Mapping(fields), path, report);
     let apis = match apis {
-        Some(Value::Sequence(items)) => items
-            .into_iter()
-            .enumerate()
-            .filter_map(|(index, item)| {
-                deserialize_at::<ApiConfig>(item, &format!("{path}.apis[{index}]"), report)
-            })
-            .collect(),
+        Some(Value::Sequence(items)) => {
+            let mut apis = Vec::with_capacity(items.len());
+            let mut positions = Vec::with_capacity(items.len());
+            for (index, item) in items.into_iter().enumerate() {
+                let id = item.get("id").and_then(Value::as_str).map(str::to_string);
+                let api_path = format!("{path}.apis[{index}]");
+                match (deserialize_at::<ApiConfig>(item, &api_path, report), id) {
+                    (Some(api), _) => {
+                        apis.push(api);
+                        positions.push(index);
+                    }
+                    (None, Some(id)) => {
+                        report.unparsed_apis.insert((path.to_string(), id));
+                    }
+                    (None, None) => {}
+                }
+            }
+            report.api_positions.insert(path.to_string(), positions);
+            apis
+        }
         Some(Value::Null) | None => Vec::new(),
         Some(_) => {
             report.push(
@@ -380,12 +431,13 @@ services:
         path: /two
         backend: { type: carrier-pigeon }
 "#;
-        let problems = parse_str(text, "test.yaml").unwrap_err().problems;
+        let (_, report) = parse_str(text, "test.yaml").unwrap();
+        let problems = report.problems;
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert_eq!(problems[0].path, "services[0].apis[0]");
+        assert_eq!(problems[0].path, "services[0].apis[0].colour");
         assert!(problems[0].message.contains("unknown field `colour`"));
-        assert_eq!(problems[0].line, Some(6));
-        assert_eq!(problems[1].path, "services[0].apis[1].backend");
+        assert_eq!(problems[0].line, Some(9));
+        assert_eq!(problems[1].path, "services[0].apis[1].backend.type");
         assert!(problems[1].message.contains("carrier-pigeon"));
     }
 

@@ -24,7 +24,7 @@ pub fn validate(config: &Config, report: &mut Report) {
     let mut service_ids = HashSet::new();
     let mut domains: HashMap<String, String> = HashMap::new();
     for (index, service) in config.services.iter().enumerate() {
-        let path = format!("services[{index}]");
+        let path = report.service_path(index);
         if !service_ids.insert(service.id.as_str()) {
             report.push(
                 format!("{path}.id"),
@@ -124,7 +124,7 @@ fn validate_service(
     let mut api_names = HashSet::new();
     let mut patterns = Vec::with_capacity(service.apis.len());
     for (index, api) in service.apis.iter().enumerate() {
-        let api_path = format!("{path}.apis[{index}]");
+        let api_path = report.api_path(path, index);
         if api_ids.insert(api.id.as_str(), index).is_some() {
             report.push(
                 format!("{api_path}.id"),
@@ -149,7 +149,7 @@ fn validate_service(
                 .enumerate()
                 .filter_map(|(index, id)| {
                     let found = api_ids.get(id.as_str()).copied();
-                    if found.is_none() {
+                    if found.is_none() && !report.is_unparsed_api(path, id) {
                         report.push(
                             format!("{env_path}.apis[{index}]"),
                             format!("no API of this service has the id `{id}`"),

@@ -81,23 +81,28 @@ pub struct Router<T> {
 impl<T> Router<T> {
     /// Finds the API for a path (after the environment segment) and method.
     pub fn find(&self, path: &str, method: &Method) -> Result<RouteMatch<'_, T>, RouteError> {
-        let (group, matched_len, captures) = self.find_path(path).ok_or(RouteError::NoMatch)?;
-        let value = self.groups[group]
+        let found = self.find_path(path).ok_or(RouteError::NoMatch)?;
+        let value = self.groups[found.group]
             .select(method)
             .ok_or(RouteError::MethodNotAllowed)?;
         Ok(RouteMatch {
             value,
-            matched_len,
-            captures,
+            matched_len: found.matched_len,
+            captures: found.captures,
         })
     }
 
-    fn find_path(&self, path: &str) -> Option<(usize, usize, Vec<(&str, String)>)> {
+    fn find_path(&self, path: &str) -> Option<PathMatch<'_>> {
+        let plain = |group, matched_len| PathMatch {
+            group,
+            matched_len,
+            captures: Vec::new(),
+        };
         if let Some(&group) = self.exact.get(path) {
-            return Some((group, path.len(), Vec::new()));
+            return Some(plain(group, path.len()));
         }
         if let Some((len, group)) = self.priority.longest_prefix(path.as_bytes()) {
-            return Some((group, len, Vec::new()));
+            return Some(plain(group, len));
         }
         if let Some(index) = self.regex_set.matches(path).iter().next() {
             let route = &self.regexes[index];
@@ -112,12 +117,23 @@ impl<T> Router<T> {
                     (name.as_str(), value.to_string())
                 })
                 .collect();
-            return Some((route.group, matched_len, values));
+            return Some(PathMatch {
+                group: route.group,
+                matched_len,
+                captures: values,
+            });
         }
         self.prefix
             .longest_prefix(path.as_bytes())
-            .map(|(len, group)| (group, len, Vec::new()))
+            .map(|(len, group)| plain(group, len))
     }
+}
+
+/// The path-level result of a lookup, before the method is chosen.
+struct PathMatch<'r> {
+    group: usize,
+    matched_len: usize,
+    captures: Vec<(&'r str, String)>,
 }
 
 /// Collects APIs, then builds a [`Router`].

@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 
 use tollgate::server::Server;
 
+pub mod process;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type TestBody = BoxBody<Bytes, BoxError>;
 

@@ -1,0 +1,124 @@
+//! `tollgate check` and `tollgate schema`, run as a user runs them.
+
+use std::path::Path;
+use std::process::Command;
+
+fn tollgate(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+const BROKEN: &str = r#"server:
+  listen: ["127.0.0.1:80800"]
+  limits: { max_header_bytes: 100 }
+services:
+  - id: service-bad00001
+    name: bad name
+    default_domains: [Bad.Example.com]
+    environments:
+      release: { apis: [api-missing, api-one00001] }
+      staging: {}
+    apis:
+      - id: api-one00001
+        name: one
+        path: /one
+        colour: blue
+        backend: { type: mock }
+      - id: api-two00001
+        name: two
+        path: /two/{id
+        backend: { type: http, url: "ftp://x" }
+      - id: api-two00001
+        name: three
+        path: /three
+        timeout_secs: 0
+        backend: { type: mock, status: 42 }
+"#;
+
+#[test]
+fn check_lists_every_problem_with_path_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, BROKEN).unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok, "check accepted a broken file");
+    let expected = [
+        "line 2: server.listen[0]: `127.0.0.1:80800` is not an IP:PORT address",
+        "line 3: server.limits.max_header_bytes: 100 is below the minimum of 8192",
+        "line 6: services[0].name: the service name `bad name` must be",
+        "line 7: services[0].default_domains[0]: `Bad.Example.com` is not a host name",
+        "line 9: services[0].environments.release.apis[0]: no API of this service has the id `api-missing`",
+        "line 10: services[0].environments.staging: unknown environment `staging`",
+        "line 15: services[0].apis[0].colour: unknown field `colour`",
+        "line 19: services[0].apis[1].path: the path `/two/{id` has a `{` without a closing `}`",
+        "line 20: services[0].apis[1].backend.url: `ftp://x` must start with `http://`",
+        "line 21: services[0].apis[2].id: the API id `api-two00001` is used twice",
+        "line 24: services[0].apis[2].timeout_secs: 0 is out of range",
+        "line 25: services[0].apis[2].backend.status: 42 is not a final response status",
+    ];
+    for line in expected {
+        assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
+    }
+    assert!(stderr.contains("12 problems"), "{stderr}");
+    // The API that failed to parse is not reported again as an unknown reference.
+    assert!(!stderr.contains("`api-one00001`"), "{stderr}");
+}
+
+#[test]
+fn check_reports_yaml_syntax_errors_with_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("syntax.yaml");
+    std::fs::write(&file, "services:\n  - id: [unclosed\n").unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("invalid YAML"), "{stderr}");
+    assert!(stderr.contains("line "), "{stderr}");
+}
+
+#[test]
+fn check_reports_a_missing_file() {
+    let (ok, _, stderr) = tollgate(&["check", "-c", "/nonexistent/tollgate.yaml"]);
+    assert!(!ok);
+    assert!(stderr.contains("cannot read the file"), "{stderr}");
+}
+
+#[test]
+fn bundled_example_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.yaml");
+    let (ok, stdout, stderr) = tollgate(&["check", "-c", example.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("valid (2 services, 3 APIs)"), "{stdout}");
+}
+
+#[test]
+fn committed_schema_is_current() {
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema/tollgate.schema.json");
+    let committed = std::fs::read_to_string(committed).unwrap();
+    let (ok, generated, _) = tollgate(&["schema"]);
+    assert!(ok);
+    assert!(
+        committed == generated,
+        "schema/tollgate.schema.json is stale: run `cargo run -p tollgate -- schema > schema/tollgate.schema.json`"
+    );
+}
+
+#[test]
+fn schema_describes_the_config_keys() {
+    let (_, generated, _) = tollgate(&["schema"]);
+    let schema: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    let api = &schema["$defs"]["ApiConfig"];
+    assert_eq!(api["additionalProperties"], false);
+    for key in ["id", "path", "method", "backend", "timeout_secs"] {
+        assert!(
+            api["properties"].get(key).is_some(),
+            "ApiConfig lacks {key}"
+        );
+    }
+}
