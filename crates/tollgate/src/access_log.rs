@@ -11,6 +11,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use http::uri::PathAndQuery;
 use http::Method;
 
 /// A request id: 32 lower-case hex digits, as the product's `X-Api-RequestId`.
@@ -59,7 +60,8 @@ pub struct LogRecord {
     pub start: Instant,
     pub method: Method,
     /// Path and query as the client sent them.
-    pub uri: String,
+    pub uri: Option<PathAndQuery>,
+    /// Filled in only when the line is enabled.
     pub host: String,
     pub scheme: &'static str,
     pub client: SocketAddr,
@@ -89,7 +91,7 @@ impl LogRecord {
             api = self.api.as_deref().unwrap_or("-"),
             method = %self.method,
             host = %self.host,
-            uri = %self.uri,
+            uri = self.uri.as_ref().map_or("/", PathAndQuery::as_str),
             scheme = self.scheme,
             status = self.status,
             ups_status = self.upstream_status,

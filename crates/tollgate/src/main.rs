@@ -75,10 +75,17 @@ fn check(path: &Path) -> ExitCode {
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = config::load(&path)?;
     init_logging(config.server.log_format);
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.server.workers > 0 {
-        runtime.worker_threads(config.server.workers);
-    }
+    // One worker runs on the current-thread scheduler, which skips the cross-thread
+    // coordination of the multi-thread one.
+    let mut runtime = match config.server.workers {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        workers => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(workers);
+            builder
+        }
+    };
     let runtime = runtime
         .enable_all()
         .build()

@@ -49,10 +49,24 @@ const SUPPORTED_METHODS: [Method; 7] = [
 ];
 
 /// The connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
+    /// The peer's IP address as a header value, made once per connection.
+    pub peer_ip: HeaderValue,
     pub scheme: Scheme,
+}
+
+impl ConnectionInfo {
+    pub fn new(peer: SocketAddr, scheme: Scheme) -> ConnectionInfo {
+        let peer_ip = HeaderValue::try_from(peer.ip().to_string())
+            .expect("an IP address is a valid header value");
+        ConnectionInfo {
+            peer,
+            peer_ip,
+            scheme,
+        }
+    }
 }
 
 /// The gateway: the current configuration snapshot and the backend client.
@@ -78,7 +92,7 @@ impl Gateway {
     pub async fn handle<B>(
         &self,
         request: Request<B>,
-        conn: ConnectionInfo,
+        conn: &ConnectionInfo,
     ) -> Response<ResponseBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -91,10 +105,7 @@ impl Gateway {
                 request_id: RequestId::random(),
                 start: Instant::now(),
                 method: request.method().clone(),
-                uri: request
-                    .uri()
-                    .path_and_query()
-                    .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()),
+                uri: request.uri().path_and_query().cloned(),
                 host: String::new(),
                 scheme: conn.scheme.as_str(),
                 client: conn.peer,
@@ -139,7 +150,7 @@ impl Gateway {
         &self,
         snapshot: &Snapshot,
         request: Request<B>,
-        conn: ConnectionInfo,
+        conn: &ConnectionInfo,
         record: &mut LogRecord,
         api_id: &mut Option<HeaderValue>,
     ) -> Result<Response<ResponseBody>, GatewayError>
@@ -149,13 +160,16 @@ impl Gateway {
     {
         let (mut parts, body) = request.into_parts();
         let host = request_host(&parts)?;
-        record.host = host.to_string();
+        if record.enabled {
+            record.host = host.to_string();
+        }
         let (entry, service) = snapshot
             .host(&host)
             .ok_or_else(|| GatewayError::NoApiMatchesHost(host.to_string()))?;
         record.service = Some(service.id.clone());
 
-        let path = normalize_path(parts.uri.path()).into_owned();
+        let uri = parts.uri.clone();
+        let path = normalize_path(uri.path());
         let matched_env = resolve_environment(entry, service, &path)?;
         record.environment = Some(matched_env.environment.name.as_str());
 
@@ -213,7 +227,7 @@ impl Gateway {
                     matched_len: route.matched_len,
                     captures: &route.captures,
                     extra_query: &extra_query,
-                    client: conn.peer,
+                    client_ip: &conn.peer_ip,
                     scheme: conn.scheme,
                     request_id: record.request_id,
                     timeout: api.timeout,

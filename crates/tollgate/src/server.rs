@@ -185,14 +185,12 @@ impl Acceptor {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
         }
-        let info = ConnectionInfo {
-            peer,
-            scheme: Scheme::Http,
-        };
+        let info = Arc::new(ConnectionInfo::new(peer, Scheme::Http));
         let gateway = self.gateway.clone();
         let service = service_fn(move |request| {
             let gateway = gateway.clone();
-            async move { Ok::<_, Infallible>(gateway.handle(request, info).await) }
+            let info = info.clone();
+            async move { Ok::<_, Infallible>(gateway.handle(request, &info).await) }
         });
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())

@@ -317,10 +317,7 @@ async fn https_on_http_only_service_is_426() {
         Snapshot::compile(&config).unwrap(),
         &BackendPoolConfig::default(),
     );
-    let conn = ConnectionInfo {
-        peer: "127.0.0.1:40000".parse().unwrap(),
-        scheme: Scheme::Https,
-    };
+    let conn = ConnectionInfo::new("127.0.0.1:40000".parse().unwrap(), Scheme::Https);
     let request = |host: &str| {
         http::Request::builder()
             .uri("/release/user")
@@ -329,11 +326,11 @@ async fn https_on_http_only_service_is_426() {
             .unwrap()
     };
 
-    let response = gateway.handle(request("default.example.com"), conn).await;
+    let response = gateway.handle(request("default.example.com"), &conn).await;
     assert_eq!(response.status(), 426);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, error_body("Not allow use HTTPS protocol."));
 
-    let response = gateway.handle(request("secure.example.com"), conn).await;
+    let response = gateway.handle(request("secure.example.com"), &conn).await;
     assert_eq!(response.status(), 200);
 }

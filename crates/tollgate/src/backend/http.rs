@@ -60,7 +60,8 @@ pub struct Outgoing<'a, B> {
     pub captures: &'a [(&'a str, String)],
     /// Query parameters to append (defaults of declared parameters), already encoded.
     pub extra_query: &'a str,
-    pub client: SocketAddr,
+    /// The client's IP address.
+    pub client_ip: &'a HeaderValue,
     pub scheme: Scheme,
     pub request_id: RequestId,
     pub timeout: Duration,
@@ -157,7 +158,7 @@ where
         matched_len,
         captures,
         extra_query,
-        client,
+        client_ip,
         scheme,
         request_id,
         max_body_bytes,
@@ -184,7 +185,7 @@ where
     let headers = &mut parts.headers;
     let client_host = headers.remove(header::HOST);
     remove_hop_by_hop(headers);
-    add_forwarding_headers(headers, client, scheme, parts.version, request_id);
+    add_forwarding_headers(headers, client_ip, scheme, parts.version, request_id);
     let host = match (backend.host_header, client_host) {
         (HostHeader::Client, Some(host)) => host,
         _ => backend.host_value.clone(),
@@ -245,15 +246,18 @@ pub fn backend_path(
 
 fn add_forwarding_headers(
     headers: &mut HeaderMap,
-    client: SocketAddr,
+    client_ip: &HeaderValue,
     scheme: Scheme,
     version: Version,
     request_id: RequestId,
 ) {
-    let client_ip = client.ip().to_string();
     let forwarded_for = match forwarded_for_chain(headers) {
-        Some(chain) => format!("{chain}, {client_ip}"),
-        None => client_ip.clone(),
+        Some(mut chain) => {
+            chain.push_str(", ");
+            chain.push_str(client_ip.to_str().unwrap_or_default());
+            HeaderValue::try_from(chain).ok()
+        }
+        None => Some(client_ip.clone()),
     };
     let scheme_value = HeaderValue::from_static(scheme.as_str());
     let version_value = HeaderValue::from_static(match version {
@@ -264,12 +268,10 @@ fn add_forwarding_headers(
         _ => "HTTP/1.1",
     });
     let id = HeaderValue::from_bytes(request_id.as_bytes()).expect("hex is a valid header value");
-    if let Ok(value) = HeaderValue::try_from(forwarded_for) {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    if let Ok(value) = HeaderValue::try_from(client_ip) {
-        headers.insert(X_REAL_IP.clone(), value);
-    }
+    headers.insert(X_REAL_IP.clone(), client_ip.clone());
     headers.insert(X_CLIENT_PROTO.clone(), scheme_value.clone());
     headers.insert(X_CLIENT_PROTO_VER.clone(), version_value);
     headers.insert(X_API_REQUEST_ID.clone(), id.clone());

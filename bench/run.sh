@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Tollgate against nginx, side by side on this machine.
+#
+# Starts a trivial backend (nginx answering `200 hello` itself), then drives with wrk, one
+# after the other: the backend directly, nginx proxying to it, and Tollgate proxying to it.
+# Both proxies get one worker pinned to the same core, pooled keep-alive connections to the
+# backend, and no access log. The backend and wrk share the other core.
+#
+#   bench/run.sh                 # 10 s per run, 50 connections
+#   BENCH_SECONDS=30 BENCH_CONNECTIONS=100 bench/run.sh
+#
+# Prints requests per second and p50/p99 latency for each, and the Tollgate/nginx ratios.
+# Installs nginx-light and wrk with apt-get when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${BENCH_SECONDS:-10}
+connections=${BENCH_CONNECTIONS:-50}
+proxy_core=${BENCH_PROXY_CORE:-1}
+load_core=${BENCH_LOAD_CORE:-0}
+
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+    echo "installing nginx-light and wrk" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+fi
+
+cargo build --release --locked -p tollgate >&2
+tollgate=target/release/tollgate
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Returns a TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+    while :; do
+        local port=$((20000 + RANDOM % 40000))
+        if ! ss -ltn | awk '{print $4}' | grep -q ":$port\$"; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+wait_for_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "nothing listens on port $1" >&2
+    exit 1
+}
+
+backend_port=$(free_port)
+nginx_port=$(free_port)
+tollgate_port=$(free_port)
+
+nginx_conf() { # name, body of the http block
+    mkdir -p "$work/$1"
+    cat >"$work/$1/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $work/$1/nginx.pid;
+error_log $work/$1/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/$1;
+    proxy_temp_path $work/$1;
+    fastcgi_temp_path $work/$1;
+    uwsgi_temp_path $work/$1;
+    scgi_temp_path $work/$1;
+    $2
+}
+EOF
+}
+
+nginx_conf backend "server { listen 127.0.0.1:$backend_port; keepalive_requests 1000000;
+    location / { return 200 'hello'; } }"
+nginx_conf proxy "upstream backend { server 127.0.0.1:$backend_port; keepalive 64; }
+    server { listen 127.0.0.1:$nginx_port; keepalive_requests 1000000;
+    location / { proxy_pass http://backend; proxy_http_version 1.1;
+    proxy_set_header Connection ''; } }"
+
+cat >"$work/tollgate.yaml" <<EOF
+server:
+  listen: ["127.0.0.1:$tollgate_port"]
+  workers: 1
+  access_log: { enabled: false }
+services:
+  - id: service-bench001
+    name: bench
+    default_domains: ["127.0.0.1"]
+    environments:
+      release: {}
+    apis:
+      - id: api-bench001
+        name: proxy
+        path: /
+        method: ANY
+        backend: { type: http, url: "http://127.0.0.1:$backend_port" }
+EOF
+
+taskset -c "$load_core" nginx -c "$work/backend/nginx.conf" -e "$work/backend/error.log" &
+pids+=($!)
+taskset -c "$proxy_core" nginx -c "$work/proxy/nginx.conf" -e "$work/proxy/error.log" &
+pids+=($!)
+RUST_LOG=warn taskset -c "$proxy_core" "$tollgate" run -c "$work/tollgate.yaml" &
+pids+=($!)
+for port in "$backend_port" "$nginx_port" "$tollgate_port"; do wait_for_port "$port"; done
+
+# Runs wrk on a URL and prints "rps p50_ms p99_ms".
+measure() {
+    taskset -c "$load_core" wrk -t1 -c"$connections" -d2s "$1" >/dev/null
+    taskset -c "$load_core" wrk -t1 -c"$connections" -d"${seconds}s" --latency "$1" >"$work/wrk.out"
+    if grep -q "Non-2xx" "$work/wrk.out"; then
+        echo "non-2xx answers from $1:" >&2
+        cat "$work/wrk.out" >&2
+        exit 1
+    fi
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+            return v
+        }
+        /^Requests\/sec:/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }
+    ' "$work/wrk.out"
+}
+
+path=/release/bench
+read -r direct_rps direct_p50 direct_p99 < <(measure "http://127.0.0.1:$backend_port$path")
+read -r nginx_rps nginx_p50 nginx_p99 < <(measure "http://127.0.0.1:$nginx_port$path")
+read -r tollgate_rps tollgate_p50 tollgate_p99 < <(measure "http://127.0.0.1:$tollgate_port$path")
+
+echo
+echo "wrk -t1 -c$connections -d${seconds}s, proxies pinned to core $proxy_core, wrk and backend on core $load_core"
+echo "$(nproc) cores, $(uname -r), $(nginx -v 2>&1 | sed 's/.*: //'), $("$tollgate" --version)"
+echo
+printf '| %-16s | %10s | %8s | %8s |\n' target "req/s" "p50 ms" "p99 ms"
+printf '|%s|%s|%s|%s|\n' ------------------ ------------ ---------- ----------
+printf '| %-16s | %10s | %8s | %8s |\n' "backend direct" "$direct_rps" "$direct_p50" "$direct_p99"
+printf '| %-16s | %10s | %8s | %8s |\n' "nginx proxy" "$nginx_rps" "$nginx_p50" "$nginx_p99"
+printf '| %-16s | %10s | %8s | %8s |\n' "tollgate proxy" "$tollgate_rps" "$tollgate_p50" "$tollgate_p99"
+echo
+awk -v t="$tollgate_rps" -v n="$nginx_rps" -v tp="$tollgate_p99" -v np="$nginx_p99" \
+    'BEGIN { printf "tollgate/nginx: requests per second %.2f, p99 latency %.2f\n", t / n, tp / np }'
