@@ -6,15 +6,18 @@
 # Both proxies get one worker pinned to the same core, pooled keep-alive connections to the
 # backend, and no access log. The backend and wrk share the other core.
 #
-#   bench/run.sh                 # 10 s per run, 50 connections
-#   BENCH_SECONDS=30 BENCH_CONNECTIONS=100 bench/run.sh
+#   bench/run.sh                 # 3 rounds of 10 s per target, 50 connections
+#   BENCH_SECONDS=30 BENCH_ROUNDS=5 BENCH_CONNECTIONS=100 bench/run.sh
 #
-# Prints requests per second and p50/p99 latency for each, and the Tollgate/nginx ratios.
+# Each round measures every target once; the table shows the median of the rounds for
+# requests per second, p50 and p99 latency, and the proxy process's CPU time per request
+# (user and kernel, from /proc), which varies less than throughput on a shared machine.
 # Installs nginx-light and wrk with apt-get when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${BENCH_SECONDS:-10}
+rounds=${BENCH_ROUNDS:-3}
 connections=${BENCH_CONNECTIONS:-50}
 proxy_core=${BENCH_PROXY_CORE:-1}
 load_core=${BENCH_LOAD_CORE:-0}
@@ -115,16 +118,24 @@ RUST_LOG=warn taskset -c "$proxy_core" "$tollgate" run -c "$work/tollgate.yaml" 
 pids+=($!)
 for port in "$backend_port" "$nginx_port" "$tollgate_port"; do wait_for_port "$port"; done
 
-# Runs wrk on a URL and prints "rps p50_ms p99_ms".
+# Returns the CPU time of a process so far, in clock ticks: "user kernel".
+cpu_ticks() {
+    awk '{ print $14, $15 }' "/proc/$1/stat"
+}
+
+# Runs wrk on a URL and prints "rps p50_ms p99_ms user_us_per_request kernel_us_per_request"
+# with the CPU figures taken from process $2.
 measure() {
     taskset -c "$load_core" wrk -t1 -c"$connections" -d2s "$1" >/dev/null
+    read -r user0 kernel0 < <(cpu_ticks "$2")
     taskset -c "$load_core" wrk -t1 -c"$connections" -d"${seconds}s" --latency "$1" >"$work/wrk.out"
+    read -r user1 kernel1 < <(cpu_ticks "$2")
     if grep -q "Non-2xx" "$work/wrk.out"; then
         echo "non-2xx answers from $1:" >&2
         cat "$work/wrk.out" >&2
         exit 1
     fi
-    awk '
+    awk -v user=$((user1 - user0)) -v kernel=$((kernel1 - kernel0)) -v hz="$(getconf CLK_TCK)" '
         function ms(v) {
             if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
             if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
@@ -132,26 +143,51 @@ measure() {
             return v
         }
         /^Requests\/sec:/ { rps = $2 }
+        / requests in / { requests = $1 }
         $1 == "50%" { p50 = ms($2) }
         $1 == "99%" { p99 = ms($2) }
-        END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }
+        END {
+            printf "%.0f %.3f %.3f %.2f %.2f\n", rps, p50, p99,
+                user * 1e6 / hz / requests, kernel * 1e6 / hz / requests
+        }
     ' "$work/wrk.out"
 }
 
+# Prints the median of each column of the rows in file $1.
+medians() {
+    local columns
+    columns=$(head -1 "$1" | wc -w)
+    for column in $(seq "$columns"); do
+        cut -d' ' -f"$column" "$1" | sort -g | awk '{ v[NR] = $1 } END { printf "%s ", v[int((NR + 1) / 2)] }'
+    done
+    echo
+}
+
+backend_pid=$(pgrep -P "${pids[0]}" | head -1)
+nginx_pid=$(pgrep -P "${pids[1]}" | head -1)
+tollgate_pid=${pids[2]}
 path=/release/bench
-read -r direct_rps direct_p50 direct_p99 < <(measure "http://127.0.0.1:$backend_port$path")
-read -r nginx_rps nginx_p50 nginx_p99 < <(measure "http://127.0.0.1:$nginx_port$path")
-read -r tollgate_rps tollgate_p50 tollgate_p99 < <(measure "http://127.0.0.1:$tollgate_port$path")
+for round in $(seq "$rounds"); do
+    echo "round $round of $rounds" >&2
+    measure "http://127.0.0.1:$backend_port$path" "$backend_pid" >>"$work/direct"
+    measure "http://127.0.0.1:$nginx_port$path" "$nginx_pid" >>"$work/nginx"
+    measure "http://127.0.0.1:$tollgate_port$path" "$tollgate_pid" >>"$work/tollgate"
+done
+read -r direct_rps direct_p50 direct_p99 direct_user direct_kernel < <(medians "$work/direct")
+read -r nginx_rps nginx_p50 nginx_p99 nginx_user nginx_kernel < <(medians "$work/nginx")
+read -r tollgate_rps tollgate_p50 tollgate_p99 tollgate_user tollgate_kernel < <(medians "$work/tollgate")
 
 echo
-echo "wrk -t1 -c$connections -d${seconds}s, proxies pinned to core $proxy_core, wrk and backend on core $load_core"
+echo "wrk -t1 -c$connections -d${seconds}s, median of $rounds rounds;" \
+    "proxies pinned to core $proxy_core, wrk and backend on core $load_core"
 echo "$(nproc) cores, $(uname -r), $(nginx -v 2>&1 | sed 's/.*: //'), $("$tollgate" --version)"
 echo
-printf '| %-16s | %10s | %8s | %8s |\n' target "req/s" "p50 ms" "p99 ms"
-printf '|%s|%s|%s|%s|\n' ------------------ ------------ ---------- ----------
-printf '| %-16s | %10s | %8s | %8s |\n' "backend direct" "$direct_rps" "$direct_p50" "$direct_p99"
-printf '| %-16s | %10s | %8s | %8s |\n' "nginx proxy" "$nginx_rps" "$nginx_p50" "$nginx_p99"
-printf '| %-16s | %10s | %8s | %8s |\n' "tollgate proxy" "$tollgate_rps" "$tollgate_p50" "$tollgate_p99"
+row() { printf '| %-16s | %9s | %8s | %8s | %12s | %14s |\n' "$@"; }
+row target "req/s" "p50 ms" "p99 ms" "user µs/req" "kernel µs/req"
+printf '|%s|%s|%s|%s|%s|%s|\n' ------------------ ----------- ---------- ---------- -------------- ----------------
+row "backend direct" "$direct_rps" "$direct_p50" "$direct_p99" "$direct_user" "$direct_kernel"
+row "nginx proxy" "$nginx_rps" "$nginx_p50" "$nginx_p99" "$nginx_user" "$nginx_kernel"
+row "tollgate proxy" "$tollgate_rps" "$tollgate_p50" "$tollgate_p99" "$tollgate_user" "$tollgate_kernel"
 echo
 awk -v t="$tollgate_rps" -v n="$nginx_rps" -v tp="$tollgate_p99" -v np="$nginx_p99" \
     'BEGIN { printf "tollgate/nginx: requests per second %.2f, p99 latency %.2f\n", t / n, tp / np }'

@@ -121,9 +121,10 @@ impl Gateway {
             })),
         };
         let record = in_flight.record.as_mut().expect("set above");
+        let request_id = HeaderValue::from_bytes(record.request_id.as_bytes()).expect("hex digits");
         let mut api_id = None;
         let result = self
-            .serve(&snapshot, request, conn, record, &mut api_id)
+            .serve(&snapshot, request, conn, record, &request_id, &mut api_id)
             .await;
 
         let mut record = in_flight.record.take().expect("set above");
@@ -136,8 +137,7 @@ impl Gateway {
         };
         record.status = response.status().as_u16();
         let headers = response.headers_mut();
-        let id = HeaderValue::from_bytes(record.request_id.as_bytes()).expect("hex digits");
-        headers.insert(X_API_REQUEST_ID.clone(), id);
+        headers.insert(X_API_REQUEST_ID.clone(), request_id);
         headers.insert(
             X_API_ID.clone(),
             api_id.unwrap_or(HeaderValue::from_static("-")),
@@ -152,6 +152,7 @@ impl Gateway {
         request: Request<B>,
         conn: &ConnectionInfo,
         record: &mut LogRecord,
+        request_id: &HeaderValue,
         api_id: &mut Option<HeaderValue>,
     ) -> Result<Response<ResponseBody>, GatewayError>
     where
@@ -229,7 +230,7 @@ impl Gateway {
                     extra_query: &extra_query,
                     client_ip: &conn.peer_ip,
                     scheme: conn.scheme,
-                    request_id: record.request_id,
+                    request_id: request_id.clone(),
                     timeout: api.timeout,
                     max_body_bytes: snapshot.max_body_bytes,
                 };
