@@ -1,7 +1,7 @@
 //! One access-log line per request, through `tracing` (target `tollgate::access`, level info).
 //!
 //! The fields are the product's log fields: service, environment, API, URI, scheme, status,
-//! backend status (`ups_status`, absent when the gateway answered itself), client and backend
+//! backend status (`ups_status`, absent when the gateway responded itself), client and backend
 //! addresses, request and backend times, bytes sent, the error message and the request id.
 //! The line is written when the response body ends or the client goes away, so `status` and
 //! `bytes_sent` are what the client really got; a client that leaves before the response
@@ -52,7 +52,7 @@ impl fmt::Debug for RequestId {
     }
 }
 
-/// What is known about a request so far; written out once by [`LogRecord::emit`].
+/// The facts gathered about one request, written out once by [`LogRecord::emit`].
 #[derive(Debug)]
 pub struct LogRecord {
     pub enabled: bool,

@@ -1,4 +1,4 @@
-//! Where requests go after the checks: HTTP backends and mocks.
+//! Backends, which serve a request after the checks: HTTP backends and mocks.
 
 pub mod http;
 pub mod mock;

@@ -1,4 +1,4 @@
-//! The catalog of every error the gateway itself answers with.
+//! The catalog of every error the gateway itself responds with.
 //!
 //! Each variant is one row of the Tencent Cloud API Gateway error table: a status code and a
 //! message that clients match byte for byte. Nothing else in the gateway writes an error
@@ -185,7 +185,7 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    /// Returns the HTTP status the product answers this error with.
+    /// Returns the HTTP status the product sends with this error.
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         let code = match self {

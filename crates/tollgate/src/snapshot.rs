@@ -29,7 +29,7 @@ pub struct Snapshot {
     pub access_log: bool,
 }
 
-/// What a host name leads to.
+/// The service and environment mapping of one host name.
 pub struct HostEntry {
     pub service: usize,
     /// Schemes accepted on this host.
@@ -37,7 +37,7 @@ pub struct HostEntry {
     pub mapping: EnvMapping,
 }
 
-/// How a host picks the environment.
+/// The rule a host uses to pick the environment.
 pub enum EnvMapping {
     /// The first path segment names the environment.
     Default,

@@ -3,7 +3,7 @@
 //! Toward the backend: hop-by-hop headers are removed, the product's headers are added
 //! (`X-Forwarded-For` appended, `X-Real-IP`, `X-Client-Proto`, `X-Client-Proto-Ver`,
 //! `X-Api-RequestId`, `x-b3-traceid`, `X-Api-Scheme`), Host is the backend's unless the API
-//! asks for the client's, and the body streams through under the size limit. Back from the
+//! is set to send the client's, and the body streams through under the size limit. Back from the
 //! backend: hop-by-hop headers are removed and the body streams to the client.
 //!
 //! A response head later than the API's timeout gives 504 `Gateway Time-out.`; a connection
@@ -73,7 +73,7 @@ pub struct Outgoing<'a, B> {
     pub max_body_bytes: Option<u64>,
 }
 
-/// A backend's answer, with what the access log needs.
+/// A backend's response, with the facts the access log needs.
 pub struct Answer {
     pub response: Response<Incoming>,
     pub upstream_addr: Option<SocketAddr>,

@@ -19,11 +19,11 @@ use super::model::{ApiConfig, Config, ServerConfig, ServiceConfig};
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// Where in the file, as `services[0].apis[1].path`; empty for the whole file.
+    /// The location in the file, as `services[0].apis[1].path`; empty for the whole file.
     pub path: String,
     /// 1-based line of `path` in the file, when known.
     pub line: Option<usize>,
-    /// What is wrong and, where it helps, what to write instead.
+    /// The problem and, where it helps, what to write instead.
     pub message: String,
 }
 

@@ -117,7 +117,7 @@ impl Default for LimitsConfig {
     }
 }
 
-/// How log lines are written.
+/// The format of log lines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -245,7 +245,7 @@ pub struct ApiConfig {
     /// Frontend path: `=/exact`, `^~/priority-prefix`, a path with `{var}` or regex
     /// operators, or a plain prefix.
     pub path: String,
-    /// Request method the API answers.
+    /// Request method the API serves.
     #[serde(default)]
     pub method: ApiMethod,
     /// Frontend protocol.
@@ -264,7 +264,7 @@ pub struct ApiConfig {
     /// gives 504 `Gateway Time-out.`.
     #[serde(default = "default_backend_timeout_secs")]
     pub timeout_secs: u64,
-    /// Where requests go.
+    /// The backend that serves the API's requests.
     pub backend: BackendConfig,
 }
 
@@ -272,7 +272,7 @@ fn default_backend_timeout_secs() -> u64 {
     DEFAULT_BACKEND_TIMEOUT_SECS
 }
 
-/// The request method an API answers; `ANY` answers every method.
+/// The request method an API serves; `ANY` matches every method.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ApiMethod {
@@ -300,7 +300,7 @@ pub enum ApiProtocol {
     Websocket,
 }
 
-/// How callers of an API authenticate.
+/// The authentication type of an API.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum AuthType {
@@ -319,7 +319,7 @@ pub enum AuthType {
 pub struct ParameterConfig {
     /// Parameter name.
     pub name: String,
-    /// Where the parameter is read from.
+    /// The part of the request that carries the parameter.
     pub position: ParameterPosition,
     /// Free-form type name, such as `string` or `int`; documentation only.
     #[serde(default, rename = "type")]
@@ -335,7 +335,7 @@ pub struct ParameterConfig {
     pub description: Option<String>,
 }
 
-/// Where a request parameter is carried.
+/// The part of a request that carries a parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ParameterPosition {
@@ -351,7 +351,7 @@ pub enum ParameterPosition {
 pub enum BackendConfig {
     /// Proxy to an HTTP server.
     Http(HttpBackendConfig),
-    /// Answer from configuration, without a backend.
+    /// A fixed response from configuration, without a backend.
     Mock(MockBackendConfig),
 }
 
@@ -365,13 +365,13 @@ pub struct HttpBackendConfig {
     /// the remainder of the request path after the matched frontend prefix.
     #[serde(default)]
     pub path: String,
-    /// What an empty backend path forwards.
+    /// The rule for an empty backend path.
     #[serde(default)]
     pub empty_path: EmptyPathRule,
     /// Backend method; the client's method when absent.
     #[serde(default)]
     pub method: Option<ApiMethod>,
-    /// Which Host header the backend receives.
+    /// The Host header the backend receives.
     #[serde(default)]
     pub host_header: HostHeader,
     /// Headers added to every backend request. Values are inline, or read from an
@@ -380,7 +380,7 @@ pub struct HttpBackendConfig {
     pub headers: BTreeMap<String, SecretValue>,
 }
 
-/// What an HTTP backend with an empty path receives.
+/// The path an HTTP backend with an empty `path` receives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EmptyPathRule {
@@ -437,7 +437,7 @@ pub enum SecretValue {
     From(SecretSource),
 }
 
-/// Where a secret value is read from.
+/// The source a secret value is read from.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum SecretSource {

@@ -498,7 +498,7 @@ fn validate_mock(mock: &MockBackendConfig, path: &str, report: &mut Report) {
     }
 }
 
-/// Reads a secret value from where the configuration says it is kept.
+/// Reads a secret value from its configured source.
 pub fn resolve_secret(value: &SecretValue) -> Result<String, String> {
     match value {
         SecretValue::Inline(text) => Ok(text.clone()),

@@ -13,7 +13,7 @@ use crate::access_log::LogRecord;
 /// Errors a response body can end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Where the response bytes come from.
+/// The source of the response bytes.
 #[derive(Debug)]
 pub enum BodySource {
     /// Fixed bytes: an error, a mock; `None` once sent.

@@ -17,12 +17,12 @@ use regex::{Regex, RegexSet};
 use super::pattern::PathPattern;
 use crate::config::ApiMethod;
 
-/// Why no API was found.
+/// The reason no API was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteError {
     /// No path matched.
     NoMatch,
-    /// A path matched, but none of its APIs answers this method.
+    /// A path matched, but none of its APIs serves this method.
     MethodNotAllowed,
 }
 
@@ -225,7 +225,7 @@ impl<T> RouterBuilder<T> {
     }
 }
 
-/// A byte trie mapping prefixes to values, answering "longest stored prefix of this path".
+/// A byte trie from prefixes to values that finds the longest stored prefix of a path.
 #[derive(Debug)]
 struct PrefixTrie {
     nodes: Vec<TrieNode>,
