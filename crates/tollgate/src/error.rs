@@ -119,6 +119,12 @@ pub enum GatewayError {
     /// The older tables' form of [`GatewayError::MethodNotAllowed`], kept for completeness.
     #[error("There is no api match method[{0}]")]
     NoApiMatchesMethod(String),
+    /// The older tables' 404 form of [`GatewayError::HttpsNotAllowed`], without the period.
+    #[error("Not allow use HTTPS protocol")]
+    LegacyHttpsNotAllowed,
+    /// The older tables' 404 form of [`GatewayError::HttpNotAllowed`], without the period.
+    #[error("Not allow use HTTP protocol")]
+    LegacyHttpNotAllowed,
 
     // 405.
     #[error("Method Not Allowed.")]
@@ -233,7 +239,9 @@ impl GatewayError {
             | NoApiMatchesDefaultEnvMapping(_)
             | NoApiMatchesUri { .. }
             | NoApiFound
-            | NoApiMatchesMethod(_) => 404,
+            | NoApiMatchesMethod(_)
+            | LegacyHttpsNotAllowed
+            | LegacyHttpNotAllowed => 404,
             MethodNotAllowed => 405,
             BodyTooLarge => 413,
             HttpsNotAllowed | HttpNotAllowed | ProtocolNotAllowed(_) => 426,

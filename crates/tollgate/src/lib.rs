@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod log_throttle;
 pub mod pipeline;
 pub mod route;
 pub mod server;

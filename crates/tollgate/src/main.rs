@@ -102,7 +102,7 @@ async fn serve(config: config::Config, path: PathBuf) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                if let Err(error) = server.reload() {
+                if let Err(error) = server.reload().await {
                     tracing::error!(
                         config = %path.display(),
                         "reload rejected; the previous configuration keeps serving: {error:#}"
@@ -113,7 +113,12 @@ async fn serve(config: config::Config, path: PathBuf) -> anyhow::Result<()> {
             _ = interrupt.recv() => break,
         }
     }
-    let finished = server.shutdown().await;
+    // A second SIGTERM or SIGINT while draining stops at once.
+    let finished = tokio::select! {
+        finished = server.shutdown() => finished,
+        _ = terminate.recv() => false,
+        _ = interrupt.recv() => false,
+    };
     tracing::info!(all_requests_finished = finished, "tollgate stopped");
     Ok(())
 }

@@ -59,7 +59,8 @@ pub struct ConnectionInfo {
 
 impl ConnectionInfo {
     pub fn new(peer: SocketAddr, scheme: Scheme) -> ConnectionInfo {
-        let peer_ip = HeaderValue::try_from(peer.ip().to_string())
+        // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`; backends get `a.b.c.d`.
+        let peer_ip = HeaderValue::try_from(peer.ip().to_canonical().to_string())
             .expect("an IP address is a valid header value");
         ConnectionInfo {
             peer,
@@ -255,16 +256,23 @@ fn log_backend_failure(
     failure: Failure,
 ) -> GatewayError {
     record.upstream_time = Some(failure.upstream_time);
-    let backend = backend.authority.as_str();
+    let address = backend.authority.as_str();
     match failure.error {
         GatewayError::BodyTooLarge => tracing::info!(
-            request_id = %record.request_id, api = %api.id, backend,
+            request_id = %record.request_id, api = %api.id, backend = address,
             "request body over the limit; backend request cancelled"
         ),
-        _ => tracing::warn!(
-            request_id = %record.request_id, api = %api.id, backend, cause = %failure.cause,
-            "backend request failed: {}", failure.error
-        ),
+        _ => match backend.failure_log.allow() {
+            Some(held_back) => tracing::warn!(
+                request_id = %record.request_id, api = %api.id, backend = address,
+                cause = %failure.cause, similar_warnings_held_back = held_back,
+                "backend request failed: {}", failure.error
+            ),
+            None => tracing::debug!(
+                request_id = %record.request_id, api = %api.id, backend = address,
+                cause = %failure.cause, "backend request failed: {}", failure.error
+            ),
+        },
     }
     failure.error
 }

@@ -5,5 +5,5 @@ mod pattern;
 mod router;
 
 pub use host::{normalize_path, request_host, resolve_environment, EnvironmentMatch};
-pub use pattern::{PathPattern, RegexPattern};
+pub use pattern::{PathPattern, PathTemplate, RegexPattern};
 pub use router::{RouteError, RouteMatch, Router, RouterBuilder};

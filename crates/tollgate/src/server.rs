@@ -96,15 +96,24 @@ impl Server {
     }
 
     /// Reads the configuration file again and swaps it in. An invalid file is rejected and
-    /// the current configuration keeps serving. Listener, limit and pool settings need a
-    /// restart to change.
-    pub fn reload(&self) -> anyhow::Result<()> {
+    /// the current configuration keeps serving. Listeners, header limits and pool settings
+    /// need a restart to change; the body limit and everything under `services` do not.
+    ///
+    /// Reading and compiling run on the blocking pool, so a large file does not hold up the
+    /// requests served meanwhile.
+    pub async fn reload(&self) -> anyhow::Result<()> {
         let path = self
             .config_path
-            .as_ref()
+            .clone()
             .context("the server was started without a configuration file")?;
-        let config = config::load(path)?;
-        let snapshot = Snapshot::compile(&config)?;
+        let compile_path = path.clone();
+        let (config, snapshot) = tokio::task::spawn_blocking(move || {
+            let config = config::load(&compile_path)?;
+            let snapshot = Snapshot::compile(&config)?;
+            anyhow::Ok((config, snapshot))
+        })
+        .await
+        .context("the reload task failed")??;
         self.gateway.swap(snapshot);
         let apis: usize = config.services.iter().map(|s| s.apis.len()).sum();
         tracing::info!(

@@ -18,7 +18,8 @@ use crate::config::{
     self, ApiConfig, ApiMethod, BackendConfig, Config, EmptyPathRule, EnvironmentName,
     FrontendProtocol, HostHeader, ParameterPosition,
 };
-use crate::route::{PathPattern, Router, RouterBuilder};
+use crate::log_throttle::LogThrottle;
+use crate::route::{PathPattern, PathTemplate, Router, RouterBuilder};
 
 /// Everything a request needs from the configuration.
 pub struct Snapshot {
@@ -101,59 +102,8 @@ pub struct HttpBackend {
     pub empty_path: EmptyPathRule,
     pub method: Option<Method>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-}
-
-/// A backend path with `{var}` placeholders.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathTemplate {
-    pieces: Vec<TemplatePiece>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum TemplatePiece {
-    Literal(String),
-    Variable(String),
-}
-
-impl PathTemplate {
-    pub fn parse(template: &str) -> PathTemplate {
-        let mut pieces = Vec::new();
-        let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            let Some(close) = rest[open..].find('}') else {
-                break;
-            };
-            if open > 0 {
-                pieces.push(TemplatePiece::Literal(rest[..open].to_string()));
-            }
-            pieces.push(TemplatePiece::Variable(
-                rest[open + 1..open + close].to_string(),
-            ));
-            rest = &rest[open + close + 1..];
-        }
-        if !rest.is_empty() {
-            pieces.push(TemplatePiece::Literal(rest.to_string()));
-        }
-        PathTemplate { pieces }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pieces.is_empty()
-    }
-
-    /// Renders the template, filling each variable from `captures`.
-    pub fn render(&self, captures: &[(&str, String)], out: &mut String) {
-        for piece in &self.pieces {
-            match piece {
-                TemplatePiece::Literal(text) => out.push_str(text),
-                TemplatePiece::Variable(name) => {
-                    if let Some((_, value)) = captures.iter().find(|(known, _)| known == name) {
-                        out.push_str(value);
-                    }
-                }
-            }
-        }
-    }
+    /// Keeps the warnings about this backend's failures to one a second.
+    pub failure_log: LogThrottle,
 }
 
 pub struct MockBackend {
@@ -252,7 +202,7 @@ fn compile_service(service: &config::ServiceConfig) -> anyhow::Result<Service> {
                 .insert(&pattern, api_config.method, apis[index].clone())
                 .map_err(|e| anyhow!("API `{}`: {e}", api_config.id))?;
         }
-        let router = builder.build().map_err(|e| anyhow!(e))?;
+        let router = builder.build();
         environments[name.index()] = Some(Environment { name, router });
     }
     Ok(Service {
@@ -330,22 +280,10 @@ fn compile_http_backend(http: &config::HttpBackendConfig) -> anyhow::Result<Http
         host_value: HeaderValue::from_str(authority.as_str())?,
         authority,
         host_header: http.host_header,
-        path: PathTemplate::parse(&http.path),
+        path: PathTemplate::parse(&http.path).map_err(|e| anyhow!(e))?,
         empty_path: http.empty_path,
         method: http.method.and_then(ApiMethod::to_http),
         headers,
+        failure_log: LogThrottle::new(Duration::from_secs(1)),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn template_renders_variables() {
-        let template = PathTemplate::parse("/pets/{id}/x{b}");
-        let mut out = String::new();
-        template.render(&[("id", "7".into()), ("b", "y".into())], &mut out);
-        assert_eq!(out, "/pets/7/xy");
-    }
 }

@@ -228,6 +228,16 @@ fn every_catalog_entry_renders_exactly() {
             r#"{"message":"There is no api match method[PUT]"}"#,
         ),
         (
+            LegacyHttpsNotAllowed,
+            404,
+            r#"{"message":"Not allow use HTTPS protocol"}"#,
+        ),
+        (
+            LegacyHttpNotAllowed,
+            404,
+            r#"{"message":"Not allow use HTTP protocol"}"#,
+        ),
+        (
             MethodNotAllowed,
             405,
             r#"{"message":"Method Not Allowed."}"#,
@@ -321,7 +331,7 @@ fn every_catalog_entry_renders_exactly() {
     }
     assert_eq!(
         cases.len(),
-        68,
+        70,
         "a catalog entry is missing from this table"
     );
 }
@@ -375,6 +385,8 @@ fn table_covers(error: GatewayError) {
         | NoApiMatchesUri { .. }
         | NoApiFound
         | NoApiMatchesMethod(_)
+        | LegacyHttpsNotAllowed
+        | LegacyHttpNotAllowed
         | MethodNotAllowed
         | BodyTooLarge
         | HttpsNotAllowed

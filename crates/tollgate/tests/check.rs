@@ -71,6 +71,53 @@ fn check_lists_every_problem_with_path_and_line() {
     assert!(!stderr.contains("`api-one00001`"), "{stderr}");
 }
 
+const BAD_BACKENDS: &str = r#"services:
+  - id: service-bad00002
+    name: backends
+    default_domains: [backends.example.com]
+    environments:
+      release: { apis: [api-path00001, api-path00002, api-mock00001] }
+    apis:
+      - id: api-path00001
+        name: unclosed
+        path: /a/{id}
+        backend: { type: http, url: "http://127.0.0.1:9", path: "/b/{id" }
+      - id: api-path00002
+        name: spaces
+        path: /c/{id}
+        backend: { type: http, url: "http://127.0.0.1:9", path: "/my files/{id}" }
+      - id: api-mock00001
+        name: framing
+        path: /m
+        backend:
+          type: mock
+          headers: { Content-Length: "3", Transfer-Encoding: chunked }
+      - id: "api with space"
+        name: id
+        path: /i
+        backend: { type: mock }
+"#;
+
+#[test]
+fn check_rejects_unusable_backend_paths_mock_headers_and_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backends.yaml");
+    std::fs::write(&file, BAD_BACKENDS).unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok, "check accepted a broken file");
+    let expected = [
+        "line 11: services[0].apis[0].backend.path: the path `/b/{id` has a `{` without a closing `}`",
+        "line 15: services[0].apis[1].backend.path: the backend path `/my files/{id}` holds characters that are not allowed in a URL path",
+        "services[0].apis[2].backend.headers.Content-Length: `Content-Length` describes the connection or the body's framing",
+        "services[0].apis[2].backend.headers.Transfer-Encoding: `Transfer-Encoding` describes",
+        "line 22: services[0].apis[3].id: the API id `api with space` must be 1 to 50 letters",
+    ];
+    for line in expected {
+        assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
+    }
+    assert!(stderr.contains("5 problems"), "{stderr}");
+}
+
 #[test]
 fn check_reports_yaml_syntax_errors_with_a_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -36,13 +36,13 @@ services:
 
 fn mock_api(body: &str) -> String {
     format!(
-        "      - {{ id: api-mock0001, name: mock, path: /mock, backend: {{ type: mock, body: '{body}' }} }}\n"
+        "      - {{ id: api-mock0001, name: mock, path: /mock, method: ANY, backend: {{ type: mock, body: '{body}' }} }}\n"
     )
 }
 
 fn http_api(url: &str) -> String {
     format!(
-        "      - {{ id: api-slow0001, name: slow, path: /slow, timeout_secs: 60, \
+        "      - {{ id: api-slow0001, name: slow, path: /slow, method: ANY, timeout_secs: 60, \
          backend: {{ type: http, url: '{url}' }} }}\n"
     )
 }
@@ -179,6 +179,26 @@ async fn sigterm_stops_after_the_grace_period() {
     );
 }
 
+#[tokio::test]
+async fn second_sigterm_stops_at_once() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let backend = slow_backend(Duration::from_secs(30), dropped.clone()).await;
+    let mut gateway = GatewayProcess::start(&config(30, &http_api(&backend.url()))).await;
+    let in_flight = tokio::spawn(body_of_owned_result(gateway.url("/release/slow")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    gateway.signal("TERM");
+    gateway
+        .wait_for_log(|line| line["message"] == "shutting down")
+        .await;
+    let started = Instant::now();
+    gateway.signal("TERM");
+    let status = gateway.wait_exit(Duration::from_secs(5)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(in_flight.await.unwrap().is_err());
+}
+
 async fn body_of_owned_result(url: String) -> Result<String, reqwest::Error> {
     client().get(url).send().await?.text().await
 }
@@ -266,4 +286,57 @@ async fn access_log_has_the_product_fields() {
         "There is no api match uri[/none] host [127.0.0.1]"
     );
     assert!(error_line.get("ups_status").is_none());
+}
+
+/// A HEAD response has no body to send, so its log line carries no error.
+#[tokio::test]
+async fn head_requests_are_logged_without_an_error() {
+    let backend = TestBackend::echo().await;
+    let apis = mock_api("hello") + &http_api(&backend.url());
+    let gateway = GatewayProcess::start(&config(5, &apis)).await;
+    for path in ["/release/mock", "/release/slow"] {
+        let response = client().head(gateway.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let request_id = response.headers()["x-api-requestid"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let line = gateway
+            .wait_for_log(|line| {
+                line["target"] == "tollgate::access" && line["request_id"] == request_id.as_str()
+            })
+            .await;
+        assert_eq!(line["status"], 200, "{path}: {line}");
+        assert!(line.get("err_msg").is_none(), "{path}: {line}");
+    }
+}
+
+/// A dead backend fails every request; the operator gets one warning a second, not one per
+/// request, while each access-log line still carries the error.
+#[tokio::test]
+async fn dead_backend_warnings_are_throttled() {
+    let url = format!("http://127.0.0.1:{}", common::closed_port());
+    let gateway = GatewayProcess::start(&config(5, &http_api(&url))).await;
+    for _ in 0..30 {
+        let (status, _) = body_of(&gateway, "/release/slow").await;
+        assert_eq!(status, 502);
+    }
+    gateway
+        .wait_for_log(|line| line["target"] == "tollgate::access" && line["status"] == 502)
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = gateway.logs();
+    let access = logs
+        .iter()
+        .filter(|line| line["target"] == "tollgate::access" && line["err_msg"] == "Bad Gateway.")
+        .count();
+    let warnings = logs
+        .iter()
+        .filter(|line| line["message"] == "backend request failed: Bad Gateway.")
+        .count();
+    assert_eq!(access, 30);
+    assert!(
+        (1..=3).contains(&warnings),
+        "{warnings} warnings for 30 failures"
+    );
 }

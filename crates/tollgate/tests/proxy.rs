@@ -73,6 +73,7 @@ async fn backend_url_is_built_as_documented() {
             ", path: '/b/{PathB}/a/{PathA}'",
         ),
         http_api("exact", "=/exact", &url, ", path: /backend-exact"),
+        http_api("versioned", "/rx/(v1|v2)", &url, ", path: /versioned"),
     ]
     .concat();
     let gateway = TestGateway::start(&service(&apis)).await;
@@ -96,11 +97,73 @@ async fn backend_url_is_built_as_documented() {
             "/b/apigw/detail/a/middleware",
         ),
         ("/release/exact", "/backend-exact"),
+        ("/release/rx/v2/items", "/versioned/items"),
         ("/release/product/q?a=1&b=%20x", "/q?a=1&b=%20x"),
     ];
     for (path, expected) in cases {
         let (status, _, echo) = echo_get(&gateway, path).await;
         assert_eq!(status, 200, "{path}");
+        assert_eq!(echo["uri"], expected, "{path}");
+    }
+}
+
+/// The documented path-variable examples: variables are greedy and may span `/`, and groups
+/// written in the path do not shift them.
+#[tokio::test]
+async fn documented_path_variable_examples_reach_the_backend() {
+    let backend = TestBackend::echo().await;
+    let url = backend.url();
+    let cases = [
+        (
+            "/{PathA}/{PathB}/detail",
+            "/release/middleware/apigw/detail",
+            "/a/middleware/b/apigw",
+        ),
+        (
+            "/{PathA}/product/{PathB}",
+            "/release/middleware/product/apigw/detail",
+            "/a/middleware/b/apigw/detail",
+        ),
+        (
+            "/{PathA}/{PathB}",
+            "/release/middleware/apigw/detail",
+            "/a/middleware/apigw/b/detail",
+        ),
+        (
+            "/(v1|v2)/{PathA}/(x|y)/{PathB}",
+            "/release/v2/middleware/y/apigw",
+            "/a/middleware/b/apigw",
+        ),
+    ];
+    for (frontend, request, expected) in cases {
+        let api = http_api("vars", frontend, &url, ", path: '/a/{PathA}/b/{PathB}'");
+        let gateway = TestGateway::start(&service(&api)).await;
+        let (status, _, echo) = echo_get(&gateway, request).await;
+        assert_eq!(status, 200, "{frontend} on {request}");
+        assert_eq!(echo["uri"], expected, "{frontend} on {request}");
+    }
+}
+
+/// Of two plain prefixes that both match, the longer one serves the request, and the rest of
+/// the path after it goes to the backend.
+#[tokio::test]
+async fn longest_of_competing_prefixes_proxies() {
+    let backend = TestBackend::echo().await;
+    let url = backend.url();
+    let apis = [
+        http_api("short", "/a/", &url, ", path: /short/"),
+        http_api("long", "/a/b/", &url, ", path: /long/"),
+    ]
+    .concat();
+    let gateway = TestGateway::start(&service(&apis)).await;
+    for (path, api, expected) in [
+        ("/release/a/b/c", "long", "/long/c"),
+        ("/release/a/bc", "short", "/short/bc"),
+        ("/release/a/c/d", "short", "/short/c/d"),
+    ] {
+        let (status, headers, echo) = echo_get(&gateway, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(headers["x-api-id"], api, "{path}");
         assert_eq!(echo["uri"], expected, "{path}");
     }
 }
@@ -116,6 +179,8 @@ async fn product_headers_reach_the_backend() {
         .header("x-forwarded-for", "106.19.71.102")
         .header("user-agent", "tollgate-test")
         .header("x-custom", "kept")
+        .header("authorization", "Bearer abc")
+        .header("cookie", "session=1; theme=dark")
         .send()
         .await
         .unwrap();
@@ -144,8 +209,31 @@ async fn product_headers_reach_the_backend() {
     assert_eq!(echoed_header(&echo, "connection"), Some("keep-alive"));
     assert_eq!(echoed_header(&echo, "user-agent"), Some("tollgate-test"));
     assert_eq!(echoed_header(&echo, "x-custom"), Some("kept"));
+    assert_eq!(echoed_header(&echo, "authorization"), Some("Bearer abc"));
+    assert_eq!(
+        echoed_header(&echo, "cookie"),
+        Some("session=1; theme=dark")
+    );
     let backend_host = backend.addr.to_string();
     assert_eq!(echoed_header(&echo, "host"), Some(backend_host.as_str()));
+}
+
+#[tokio::test]
+async fn http_1_0_client_version_reaches_the_backend() {
+    let backend = TestBackend::echo().await;
+    let apis = http_api("echo", "/", &backend.url(), "");
+    let gateway = TestGateway::start(&service(&apis)).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    stream
+        .write_all(b"GET /release/x HTTP/1.0\r\nHost: gw.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let echo: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(echoed_header(&echo, "x-client-proto-ver"), Some("HTTP/1.0"));
 }
 
 #[tokio::test]
@@ -215,10 +303,14 @@ async fn backend_connections_are_pooled() {
 #[tokio::test]
 async fn backend_method_and_headers_from_config() {
     let backend = TestBackend::echo().await;
-    std::env::set_var("TOLLGATE_TEST_BACKEND_TOKEN", "s3cret");
-    let extra = ", method: POST, headers: { x-token: { env: TOLLGATE_TEST_BACKEND_TOKEN }, \
-                 x-team: platform }";
-    let apis = http_api("echo", "/", &backend.url(), extra);
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let extra = format!(
+        ", method: POST, headers: {{ x-token: {{ file: '{}' }}, x-team: platform }}",
+        token.display()
+    );
+    let apis = http_api("echo", "/", &backend.url(), &extra);
     let gateway = TestGateway::start(&service(&apis)).await;
     let (_, _, echo) = echo_get(&gateway, "/release/x").await;
     assert_eq!(echo["method"], "POST");

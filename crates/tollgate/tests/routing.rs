@@ -270,7 +270,7 @@ async fn http_on_https_only_service_is_426() {
 }
 
 #[tokio::test]
-async fn dot_segments_cannot_reach_another_api() {
+async fn dot_segments_are_removed_before_routing() {
     // Raw requests, because HTTP client libraries remove dot segments themselves.
     let gateway = gateway().await;
     for path in ["/release/public/../admin", "/release/public/%2e%2E/admin"] {

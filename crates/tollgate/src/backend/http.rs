@@ -112,7 +112,11 @@ impl HttpClient {
         B::Error: Into<BoxError>,
     {
         let timeout = outgoing.timeout;
-        let request = build_request(backend, outgoing);
+        let request = build_request(backend, outgoing).map_err(|cause| Failure {
+            error: GatewayError::ApiConfig,
+            cause,
+            upstream_time: Duration::ZERO,
+        })?;
         let started = Instant::now();
         let result = tokio::time::timeout(timeout, self.client.request(request)).await;
         let upstream_time = started.elapsed();
@@ -151,7 +155,11 @@ impl HttpClient {
     }
 }
 
-fn build_request<B>(backend: &HttpBackend, outgoing: Outgoing<'_, B>) -> Request<OutgoingBody>
+/// Builds the backend request, or explains why its URL cannot be formed.
+fn build_request<B>(
+    backend: &HttpBackend,
+    outgoing: Outgoing<'_, B>,
+) -> Result<Request<OutgoingBody>, String>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -180,12 +188,19 @@ where
         }
         path_and_query.push_str(extra_query);
     }
-    let uri = Uri::builder()
+    let uri = match Uri::builder()
         .scheme(backend.scheme.clone())
         .authority(backend.authority.clone())
         .path_and_query(path_and_query)
         .build()
-        .unwrap_or_else(|_| Uri::from_static("/"));
+    {
+        Ok(uri) => uri,
+        Err(error) => {
+            return Err(format!(
+                "the backend path and query are not a valid URL: {error}"
+            ))
+        }
+    };
 
     let headers = &mut parts.headers;
     let client_host = headers.remove(header::HOST);
@@ -217,7 +232,7 @@ where
     if let Some(method) = &backend.method {
         parts.method = method.clone();
     }
-    Request::from_parts(parts, body)
+    Ok(Request::from_parts(parts, body))
 }
 
 /// Computes the backend path. With a backend path, the remainder after the matched frontend
@@ -303,15 +318,16 @@ fn forwarded_for_chain(headers: &HeaderMap) -> Option<String> {
     chain
 }
 
-/// The hop-by-hop headers of RFC 9110 section 7.6.1, and older ones still seen in traffic.
-static HOP_BY_HOP: [&HeaderName; 9] = [
+/// The connection-specific headers of RFC 9110 section 7.6.1, with the `Keep-Alive`,
+/// `Proxy-Connection` and proxy authentication headers that RFC 2616 proxies also drop.
+/// `Trailer` is end to end and passes through.
+static HOP_BY_HOP: [&HeaderName; 8] = [
     &header::CONNECTION,
     &KEEP_ALIVE,
     &PROXY_CONNECTION,
     &header::PROXY_AUTHENTICATE,
     &header::PROXY_AUTHORIZATION,
     &header::TE,
-    &header::TRAILER,
     &header::TRANSFER_ENCODING,
     &header::UPGRADE,
 ];
@@ -364,7 +380,7 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::PathTemplate;
+    use crate::route::PathTemplate;
 
     fn backend(path: &str, empty_path: EmptyPathRule) -> HttpBackend {
         HttpBackend {
@@ -372,10 +388,11 @@ mod tests {
             authority: "127.0.0.1:1".parse().unwrap(),
             host_value: HeaderValue::from_static("127.0.0.1:1"),
             host_header: HostHeader::Backend,
-            path: PathTemplate::parse(path),
+            path: PathTemplate::parse(path).unwrap(),
             empty_path,
             method: None,
             headers: Vec::new(),
+            failure_log: crate::log_throttle::LogThrottle::new(Duration::from_secs(1)),
         }
     }
 

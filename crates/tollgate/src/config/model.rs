@@ -90,7 +90,8 @@ fn default_grace_period_secs() -> u64 {
     DEFAULT_GRACE_PERIOD_SECS
 }
 
-/// Limits on what a client may send. Changing them needs a restart.
+/// Limits on what a client may send. `max_body_bytes` changes on reload; the others are read
+/// at start and need a restart.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {

@@ -6,11 +6,24 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use http::header::{HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::Uri;
 
 use super::load::Report;
 use super::model::*;
-use crate::route::{PathPattern, RouterBuilder};
+use crate::route::{PathPattern, PathTemplate, RouterBuilder};
+
+/// Headers a mock cannot set: they would contradict the body the gateway sends or the
+/// connection it keeps.
+const MOCK_FRAMING_HEADERS: [HeaderName; 7] = [
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::CONNECTION,
+    http::header::UPGRADE,
+    http::header::TRAILER,
+    http::header::TE,
+    HeaderName::from_static("keep-alive"),
+];
 
 /// Maximum custom domains per service, as in the product.
 const MAX_CUSTOM_DOMAINS: usize = 5;
@@ -71,10 +84,13 @@ fn validate_service(
     domains: &mut HashMap<String, String>,
     report: &mut Report,
 ) {
-    if service.id.is_empty() || service.id.len() > 50 {
+    if !is_object_id(&service.id) {
         report.push(
             format!("{path}.id"),
-            "the service id must be 1 to 50 characters",
+            format!(
+                "the service id `{}` must be 1 to 50 letters, digits, `-`, `_` or `.`",
+                service.id
+            ),
         );
     }
     if !is_service_name(&service.name) {
@@ -189,9 +205,6 @@ fn check_route_conflicts(
             );
         }
     }
-    if let Err(error) = builder.build() {
-        report.push(env_path, error);
-    }
 }
 
 fn method_name(method: ApiMethod) -> String {
@@ -284,10 +297,14 @@ fn claim_domain(
 
 /// Validates one API; returns its parsed path when that is valid.
 fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<PathPattern> {
-    if api.id.is_empty() || api.id.len() > 50 {
+    if !is_object_id(&api.id) {
         report.push(
             format!("{path}.id"),
-            "the API id must be 1 to 50 characters",
+            format!(
+                "the API id `{}` must be 1 to 50 letters, digits, `-`, `_` or `.`; it is sent \
+                 in the `X-Api-ID` header and written to the access log",
+                api.id
+            ),
         );
     }
     if api.name.is_empty() || api.name.chars().count() > 60 {
@@ -432,14 +449,42 @@ fn validate_http_backend(
             format!("the backend path `{}` must start with `/`", backend.path),
         );
     }
-    for name in template_variables(&backend.path) {
-        if !variables.iter().any(|known| known == name) {
-            report.push(
-                format!("{path}.path"),
-                format!(
-                    "the backend path uses `{{{name}}}`, which the frontend path does not capture"
-                ),
-            );
+    match PathTemplate::parse(&backend.path) {
+        Err(message) => report.push(format!("{path}.path"), message),
+        Ok(template) => {
+            for name in template.variables() {
+                if !variables.iter().any(|known| known == name) {
+                    report.push(
+                        format!("{path}.path"),
+                        format!(
+                            "the backend path uses `{{{name}}}`, which the frontend path does \
+                             not capture"
+                        ),
+                    );
+                }
+            }
+            // Captured values come from a path the client sent, so they are valid in a path;
+            // a stand-in value shows whether the literal text is.
+            let stand_ins: Vec<(&str, String)> = template
+                .variables()
+                .map(|name| (name, "x".to_string()))
+                .collect();
+            let mut rendered = String::new();
+            template.render(&stand_ins, &mut rendered);
+            let valid = rendered.is_ascii()
+                && rendered
+                    .parse::<PathAndQuery>()
+                    .is_ok_and(|parsed| parsed.as_str() == rendered && parsed.query().is_none());
+            if rendered.starts_with('/') && !valid {
+                report.push(
+                    format!("{path}.path"),
+                    format!(
+                        "the backend path `{}` holds characters that are not allowed in a URL \
+                         path (spaces, `?`, `#` or non-ASCII): percent-encode them",
+                        backend.path
+                    ),
+                );
+            }
         }
     }
     for (name, value) in &backend.headers {
@@ -457,14 +502,6 @@ fn validate_http_backend(
     }
 }
 
-/// Returns the `{name}` placeholders of a backend path.
-pub fn template_variables(template: &str) -> impl Iterator<Item = &str> {
-    template
-        .split('{')
-        .skip(1)
-        .filter_map(|piece| piece.split_once('}').map(|(name, _)| name))
-}
-
 fn validate_mock(mock: &MockBackendConfig, path: &str, report: &mut Report) {
     if !(200..=599).contains(&mock.status) {
         report.push(
@@ -477,8 +514,16 @@ fn validate_mock(mock: &MockBackendConfig, path: &str, report: &mut Report) {
     }
     for (name, value) in &mock.headers {
         let header_path = format!("{path}.headers.{name}");
-        if HeaderName::from_bytes(name.as_bytes()).is_err() {
-            report.push(&header_path, format!("`{name}` is not a valid header name"));
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Err(_) => report.push(&header_path, format!("`{name}` is not a valid header name")),
+            Ok(header) if MOCK_FRAMING_HEADERS.contains(&header) => report.push(
+                &header_path,
+                format!(
+                    "`{name}` describes the connection or the body's framing, which the gateway \
+                     sets itself; remove it"
+                ),
+            ),
+            Ok(_) => {}
         }
         if HeaderValue::from_str(value).is_err() {
             report.push(&header_path, "the value is not a valid header value");
@@ -511,6 +556,15 @@ pub fn resolve_secret(value: &SecretValue) -> Result<String, String> {
             })
             .map_err(|error| format!("cannot read `{}`: {error}", file.display())),
     }
+}
+
+/// Service and API ids appear in response headers and log lines, so they are kept to a
+/// character set that needs no escaping in either.
+fn is_object_id(id: &str) -> bool {
+    (1..=50).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn is_service_name(name: &str) -> bool {

@@ -43,7 +43,11 @@ pub struct ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         if let Some(mut log) = self.log.take() {
-            if !self.ended && !self.source.is_finished() {
+            // Fixed bytes go out in one write, and hyper drops them unsent for HEAD, 204 and
+            // 304; only a backend stream cut short means the client left early.
+            let cut_short =
+                matches!(&self.source, BodySource::Backend(body) if !body.is_end_stream());
+            if !self.ended && cut_short {
                 log.error.get_or_insert_with(|| {
                     "client closed connection before the response body ended".into()
                 });

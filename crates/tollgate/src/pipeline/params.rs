@@ -74,6 +74,9 @@ fn percent_decode(text: &str) -> Option<String> {
         match bytes[index] {
             b'%' => {
                 let hex = text.get(index + 1..index + 3)?;
+                if !hex.bytes().all(|digit| digit.is_ascii_hexdigit()) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 index += 3;
             }
@@ -109,6 +112,14 @@ mod tests {
         assert!(query_has("a=1&b%20c=2", "b c"));
         assert!(query_has("flag&x=1", "flag"));
         assert!(!query_has("ab=1", "a"));
+    }
+
+    #[test]
+    fn decoding_needs_two_hex_digits() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
+        for bad in ["%+1", "%2", "%zz", "%-1"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
     }
 
     #[test]

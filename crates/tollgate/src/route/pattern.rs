@@ -31,8 +31,13 @@ pub struct RegexPattern {
     /// The regex source, anchored at the start.
     pub source: String,
     pub regex: Regex,
-    /// Names of the `{var}` groups, in order.
+    /// Names of the `{var}` placeholders, in order.
     pub variables: Vec<String>,
+    /// The capture group index of each placeholder.
+    pub groups: Vec<usize>,
+    /// The text every match starts with: the path up to its first placeholder or regex
+    /// operator, without a character an operator makes optional.
+    pub literal_start: String,
 }
 
 impl PathPattern {
@@ -88,10 +93,90 @@ fn check_plain(path: &str, kind: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Compiles a regex-class path: `{name}` becomes `(.+)`, the rest is regex syntax.
+/// Compiles a regex-class path: `{name}` becomes a greedy `.+` group, the rest is regex
+/// syntax. The variable groups get generated names, so groups the user writes around them
+/// (`/(a|b)/{id}`) do not shift which text a variable receives.
 fn compile_regex(path: &str) -> Result<RegexPattern, String> {
     let mut source = String::from("^");
-    let mut variables = Vec::new();
+    let mut variables: Vec<String> = Vec::new();
+    for piece in split_placeholders(path)? {
+        match piece {
+            Piece::Literal(text) => source.push_str(text),
+            Piece::Variable(name) => {
+                if variables.iter().any(|known| known == name) {
+                    return Err(format!(
+                        "the path variable `{{{name}}}` appears twice in `{path}`"
+                    ));
+                }
+                source.push_str(&format!("(?P<{VARIABLE_GROUP}{}>.+)", variables.len()));
+                variables.push(name.to_string());
+            }
+        }
+    }
+    let regex = Regex::new(&source)
+        .map_err(|error| format!("the path `{path}` is not a valid regex: {error}"))?;
+    let groups = (0..variables.len())
+        .map(|i| {
+            let name = format!("{VARIABLE_GROUP}{i}");
+            regex
+                .capture_names()
+                .position(|group| group == Some(name.as_str()))
+                .ok_or_else(|| format!("the path `{path}` redefines the group `{name}`"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RegexPattern {
+        source,
+        regex,
+        variables,
+        groups,
+        literal_start: literal_start(path).to_string(),
+    })
+}
+
+/// Returns the literal text a regex-class path's matches all start with.
+fn literal_start(path: &str) -> &str {
+    // An alternation outside any group makes the path several patterns, so nothing is
+    // common to all of them.
+    let mut depth = 0i32;
+    let mut escaped = false;
+    for c in path.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '|' if depth <= 0 => return "",
+            _ => {}
+        }
+    }
+    let end = path
+        .find(|c: char| c == '{' || c == '.' || REGEX_OPERATORS.contains(&c))
+        .unwrap_or(path.len());
+    let literal = &path[..end];
+    // `*`, `?` and `{n}` can repeat the character before them zero times.
+    match path[end..].chars().next() {
+        Some('*' | '?') => {
+            let mut chars = literal.chars();
+            chars.next_back();
+            chars.as_str()
+        }
+        _ => literal,
+    }
+}
+
+/// The name prefix of the capture groups generated for `{var}` placeholders.
+const VARIABLE_GROUP: &str = "tollgate_var";
+
+/// A piece of a path with `{name}` placeholders.
+enum Piece<'a> {
+    Literal(&'a str),
+    Variable(&'a str),
+}
+
+/// Splits a path into literal text and `{name}` placeholders, checking each name. Frontend
+/// paths and backend paths share this syntax.
+fn split_placeholders(path: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut pieces = Vec::new();
     let mut rest = path;
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}') else {
@@ -106,24 +191,74 @@ fn compile_regex(path: &str) -> Result<RegexPattern, String> {
                  `_` or `-`, starting with a letter"
             ));
         }
-        if variables.iter().any(|known| known == name) {
-            return Err(format!(
-                "the path variable `{{{name}}}` appears twice in `{path}`"
-            ));
+        if open > 0 {
+            pieces.push(Piece::Literal(&rest[..open]));
         }
-        source.push_str(&rest[..open]);
-        source.push_str("(.+)");
-        variables.push(name.to_string());
+        pieces.push(Piece::Variable(name));
         rest = &rest[open + close + 1..];
     }
-    source.push_str(rest);
-    let regex = Regex::new(&source)
-        .map_err(|error| format!("the path `{path}` is not a valid regex: {error}"))?;
-    Ok(RegexPattern {
-        source,
-        regex,
-        variables,
-    })
+    if rest.contains('}') {
+        return Err(format!(
+            "the path `{path}` has a `}}` without an opening `{{`"
+        ));
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Literal(rest));
+    }
+    Ok(pieces)
+}
+
+/// A backend path with `{var}` placeholders, filled from the frontend path's variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    pieces: Vec<TemplatePiece>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TemplatePiece {
+    Literal(String),
+    Variable(String),
+}
+
+impl PathTemplate {
+    /// Parses a backend path, or explains why it is invalid.
+    pub fn parse(template: &str) -> Result<PathTemplate, String> {
+        let pieces = split_placeholders(template)?
+            .into_iter()
+            .map(|piece| match piece {
+                Piece::Literal(text) => TemplatePiece::Literal(text.to_string()),
+                Piece::Variable(name) => TemplatePiece::Variable(name.to_string()),
+            })
+            .collect();
+        Ok(PathTemplate { pieces })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    /// Names of the placeholders, in order.
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().filter_map(|piece| match piece {
+            TemplatePiece::Variable(name) => Some(name.as_str()),
+            TemplatePiece::Literal(_) => None,
+        })
+    }
+
+    /// Renders the template, filling each variable from `captures`; a variable without a
+    /// value renders as nothing.
+    pub fn render(&self, captures: &[(&str, String)], out: &mut String) {
+        for piece in &self.pieces {
+            match piece {
+                TemplatePiece::Literal(text) => out.push_str(text),
+                TemplatePiece::Variable(name) => {
+                    if let Some((_, value)) = captures.iter().find(|(known, _)| known == name) {
+                        out.push_str(value);
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn is_variable_name(name: &str) -> bool {
@@ -170,6 +305,52 @@ mod tests {
             ("/a/(b", "not a valid regex"),
         ] {
             let error = PathPattern::parse(path).unwrap_err();
+            assert!(error.contains(needle), "{path}: {error}");
+        }
+    }
+
+    #[test]
+    fn user_groups_do_not_shift_variables() {
+        let PathPattern::Regex(pattern) = PathPattern::parse("/(v1|v2)/{id}/(a|b)").unwrap() else {
+            panic!("not a regex path");
+        };
+        let captures = pattern.regex.captures("/v2/42/b").unwrap();
+        assert_eq!(&captures[pattern.groups[0]], "42");
+    }
+
+    #[test]
+    fn literal_start_stops_at_the_first_operator() {
+        for (path, start) in [
+            ("/user/{id}", "/user/"),
+            ("/(v1|v2)/{id}", "/"),
+            ("/ab*c", "/a"),
+            ("/ab?c", "/a"),
+            ("/ab+c", "/ab"),
+            ("/file.json/{x}", "/file"),
+            ("/a|/b", ""),
+            ("/a\\|b/{x}", "/a"),
+        ] {
+            assert_eq!(literal_start(path), start, "{path}");
+        }
+    }
+
+    #[test]
+    fn template_renders_variables() {
+        let template = PathTemplate::parse("/pets/{id}/x{b}").unwrap();
+        assert_eq!(template.variables().collect::<Vec<_>>(), ["id", "b"]);
+        let mut out = String::new();
+        template.render(&[("id", "7".into()), ("b", "y".into())], &mut out);
+        assert_eq!(out, "/pets/7/xy");
+    }
+
+    #[test]
+    fn template_rejects_bad_placeholders() {
+        for (path, needle) in [
+            ("/a/{b", "without a closing"),
+            ("/a/b}", "without an opening"),
+            ("/a/{}", "must be a name"),
+        ] {
+            let error = PathTemplate::parse(path).unwrap_err();
             assert!(error.contains(needle), "{path}: {error}");
         }
     }

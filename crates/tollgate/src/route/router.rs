@@ -6,13 +6,16 @@
 //! so a path that matches with no API for the method gives 405 rather than falling through to
 //! a lower-priority path, as nginx `location` blocks behave.
 //!
-//! Cost per request: one hash lookup, two walks of a byte trie (linear in the path length),
-//! and one pass of a [`RegexSet`] over the path, whatever the number of APIs.
+//! Cost per request: one hash lookup and three walks of byte tries, each linear in the path
+//! length, whatever the number of APIs. Regex paths are indexed by their literal start (the
+//! text before the first `{var}` or regex operator), so a request runs only the regexes whose
+//! start it shares; `/(v1|v2)/{id}` starts with `/` and is tried on every path, `/user/{id}`
+//! only on paths under `/user/`.
 
 use std::collections::HashMap;
 
 use http::Method;
-use regex::{Regex, RegexSet};
+use regex::{Captures, Regex};
 
 use super::pattern::PathPattern;
 use crate::config::ApiMethod;
@@ -64,7 +67,8 @@ impl<T> MethodGroup<T> {
 
 struct RegexRoute {
     regex: Regex,
-    variables: Vec<String>,
+    /// Each path variable and its capture group index.
+    variables: Vec<(String, usize)>,
     group: usize,
 }
 
@@ -72,10 +76,11 @@ struct RegexRoute {
 pub struct Router<T> {
     groups: Vec<MethodGroup<T>>,
     exact: HashMap<String, usize>,
-    priority: PrefixTrie,
-    regex_set: RegexSet,
+    priority: PrefixTrie<usize>,
+    /// Indexes into `regexes` by literal start, each list in configuration order.
+    regex_starts: PrefixTrie<Vec<usize>>,
     regexes: Vec<RegexRoute>,
-    prefix: PrefixTrie,
+    prefix: PrefixTrie<usize>,
 }
 
 impl<T> Router<T> {
@@ -101,19 +106,16 @@ impl<T> Router<T> {
         if let Some(&group) = self.exact.get(path) {
             return Some(plain(group, path.len()));
         }
-        if let Some((len, group)) = self.priority.longest_prefix(path.as_bytes()) {
+        if let Some((len, &group)) = self.priority.longest_prefix(path.as_bytes()) {
             return Some(plain(group, len));
         }
-        if let Some(index) = self.regex_set.matches(path).iter().next() {
-            let route = &self.regexes[index];
-            let captures = route.regex.captures(path)?;
+        if let Some((route, captures)) = self.first_regex_match(path) {
             let matched_len = captures.get(0).map_or(0, |whole| whole.end());
             let values = route
                 .variables
                 .iter()
-                .enumerate()
-                .map(|(i, name)| {
-                    let value = captures.get(i + 1).map_or("", |m| m.as_str());
+                .map(|(name, index)| {
+                    let value = captures.get(*index).map_or("", |m| m.as_str());
                     (name.as_str(), value.to_string())
                 })
                 .collect();
@@ -125,7 +127,26 @@ impl<T> Router<T> {
         }
         self.prefix
             .longest_prefix(path.as_bytes())
-            .map(|(len, group)| plain(group, len))
+            .map(|(len, &group)| plain(group, len))
+    }
+
+    /// Returns the first regex route, in configuration order, that matches `path`, with its
+    /// captures.
+    fn first_regex_match<'p>(&self, path: &'p str) -> Option<(&RegexRoute, Captures<'p>)> {
+        let try_route = |index: usize| {
+            let route = &self.regexes[index];
+            route.regex.captures(path).map(|captures| (route, captures))
+        };
+        let mut lists = self.regex_starts.prefixes(path.as_bytes());
+        let first = lists.next()?;
+        let Some(second) = lists.next() else {
+            // The usual case: one literal start covers the path.
+            return first.iter().copied().find_map(try_route);
+        };
+        let mut candidates: Vec<usize> = first.iter().chain(second).copied().collect();
+        candidates.extend(lists.flatten());
+        candidates.sort_unstable();
+        candidates.into_iter().find_map(try_route)
     }
 }
 
@@ -141,10 +162,10 @@ pub struct RouterBuilder<T> {
     groups: Vec<MethodGroup<T>>,
     by_key: HashMap<String, usize>,
     exact: HashMap<String, usize>,
-    priority: PrefixTrie,
+    priority: PrefixTrie<usize>,
+    regex_starts: PrefixTrie<Vec<usize>>,
     regexes: Vec<RegexRoute>,
-    regex_sources: Vec<String>,
-    prefix: PrefixTrie,
+    prefix: PrefixTrie<usize>,
 }
 
 impl<T> Default for RouterBuilder<T> {
@@ -154,8 +175,8 @@ impl<T> Default for RouterBuilder<T> {
             by_key: HashMap::new(),
             exact: HashMap::new(),
             priority: PrefixTrie::default(),
+            regex_starts: PrefixTrie::default(),
             regexes: Vec::new(),
-            regex_sources: Vec::new(),
             prefix: PrefixTrie::default(),
         }
     }
@@ -196,58 +217,78 @@ impl<T> RouterBuilder<T> {
             PathPattern::Exact(path) => {
                 self.exact.insert(path.clone(), group);
             }
-            PathPattern::PriorityPrefix(path) => self.priority.insert(path.as_bytes(), group),
+            PathPattern::PriorityPrefix(path) => {
+                *self.priority.get_or_insert_with(path.as_bytes(), || group) = group;
+            }
             PathPattern::Regex(regex) => {
-                self.regex_sources.push(regex.source.clone());
+                let index = self.regexes.len();
+                self.regex_starts
+                    .get_or_insert_with(regex.literal_start.as_bytes(), Vec::new)
+                    .push(index);
                 self.regexes.push(RegexRoute {
                     regex: regex.regex.clone(),
-                    variables: regex.variables.clone(),
+                    variables: regex
+                        .variables
+                        .iter()
+                        .cloned()
+                        .zip(regex.groups.iter().copied())
+                        .collect(),
                     group,
                 });
             }
-            PathPattern::Prefix(path) => self.prefix.insert(path.as_bytes(), group),
+            PathPattern::Prefix(path) => {
+                *self.prefix.get_or_insert_with(path.as_bytes(), || group) = group;
+            }
         }
         group
     }
 
-    /// Builds the router. Fails only if the regex set exceeds the regex crate's size limit.
-    pub fn build(self) -> Result<Router<T>, String> {
-        let regex_set = RegexSet::new(&self.regex_sources)
-            .map_err(|error| format!("the regex paths cannot be combined: {error}"))?;
-        Ok(Router {
+    /// Builds the router.
+    pub fn build(self) -> Router<T> {
+        Router {
             groups: self.groups,
             exact: self.exact,
             priority: self.priority,
-            regex_set,
+            regex_starts: self.regex_starts,
             regexes: self.regexes,
             prefix: self.prefix,
-        })
-    }
-}
-
-/// A byte trie from prefixes to values that finds the longest stored prefix of a path.
-#[derive(Debug)]
-struct PrefixTrie {
-    nodes: Vec<TrieNode>,
-}
-
-#[derive(Debug, Default)]
-struct TrieNode {
-    /// Children sorted by byte.
-    children: Vec<(u8, u32)>,
-    value: Option<usize>,
-}
-
-impl Default for PrefixTrie {
-    fn default() -> Self {
-        PrefixTrie {
-            nodes: vec![TrieNode::default()],
         }
     }
 }
 
-impl PrefixTrie {
-    fn insert(&mut self, key: &[u8], value: usize) {
+/// A byte trie from prefixes to values.
+#[derive(Debug)]
+struct PrefixTrie<V> {
+    nodes: Vec<TrieNode<V>>,
+}
+
+#[derive(Debug)]
+struct TrieNode<V> {
+    /// Children sorted by byte.
+    children: Vec<(u8, u32)>,
+    value: Option<V>,
+}
+
+impl<V> Default for PrefixTrie<V> {
+    fn default() -> Self {
+        PrefixTrie {
+            nodes: vec![TrieNode::new()],
+        }
+    }
+}
+
+impl<V> TrieNode<V> {
+    fn new() -> Self {
+        TrieNode {
+            children: Vec::new(),
+            value: None,
+        }
+    }
+}
+
+impl<V> PrefixTrie<V> {
+    /// Returns the value stored at `key`, storing `make()` first if there is none.
+    fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> &mut V {
         let mut node = 0usize;
         for &byte in key {
             node = match self.nodes[node]
@@ -257,30 +298,46 @@ impl PrefixTrie {
                 Ok(found) => self.nodes[node].children[found].1 as usize,
                 Err(at) => {
                     let child = self.nodes.len();
-                    self.nodes.push(TrieNode::default());
+                    self.nodes.push(TrieNode::new());
                     self.nodes[node].children.insert(at, (byte, child as u32));
                     child
                 }
             };
         }
-        self.nodes[node].value = Some(value);
+        self.nodes[node].value.get_or_insert_with(make)
+    }
+
+    /// Returns the values of every stored key that is a prefix of `path`, shortest first,
+    /// with the length of each key.
+    fn prefixes_with_len<'t>(&'t self, path: &'t [u8]) -> impl Iterator<Item = (usize, &'t V)> {
+        let mut node = Some(0usize);
+        let mut depth = 0usize;
+        std::iter::from_fn(move || loop {
+            let current = node?;
+            let value = self.nodes[current].value.as_ref();
+            let len = depth;
+            node = path.get(depth).and_then(|byte| {
+                let children = &self.nodes[current].children;
+                children
+                    .binary_search_by_key(byte, |(b, _)| *b)
+                    .ok()
+                    .map(|found| children[found].1 as usize)
+            });
+            depth += 1;
+            if let Some(value) = value {
+                return Some((len, value));
+            }
+        })
+    }
+
+    /// Returns the values of every stored key that is a prefix of `path`, shortest first.
+    fn prefixes<'t>(&'t self, path: &'t [u8]) -> impl Iterator<Item = &'t V> {
+        self.prefixes_with_len(path).map(|(_, value)| value)
     }
 
     /// Returns the length and value of the longest stored key that is a prefix of `path`.
-    fn longest_prefix(&self, path: &[u8]) -> Option<(usize, usize)> {
-        let mut node = 0usize;
-        let mut best = self.nodes[0].value.map(|value| (0, value));
-        for (depth, byte) in path.iter().enumerate() {
-            let children = &self.nodes[node].children;
-            match children.binary_search_by_key(byte, |(b, _)| *b) {
-                Ok(found) => node = children[found].1 as usize,
-                Err(_) => break,
-            }
-            if let Some(value) = self.nodes[node].value {
-                best = Some((depth + 1, value));
-            }
-        }
-        best
+    fn longest_prefix<'t>(&'t self, path: &'t [u8]) -> Option<(usize, &'t V)> {
+        self.prefixes_with_len(path).last()
     }
 }
 
@@ -294,7 +351,7 @@ mod tests {
             let pattern = PathPattern::parse(path).unwrap();
             builder.insert(&pattern, *method, *name).unwrap();
         }
-        builder.build().unwrap()
+        builder.build()
     }
 
     fn found(router: &Router<&'static str>, path: &str) -> Option<&'static str> {
@@ -380,6 +437,31 @@ mod tests {
                 .collect();
             assert_eq!(captures, expected, "pattern {pattern} on {path}");
         }
+    }
+
+    #[test]
+    fn regexes_are_tried_only_where_their_literal_start_matches() {
+        use ApiMethod::Get;
+        let router = router(&[
+            ("/a/{x}", Get, "a"),
+            ("/(v1|v2)/{x}", Get, "versioned"),
+            ("/a/b/{x}", Get, "ab"),
+            ("/ab*c", Get, "optional-b"),
+        ]);
+        assert_eq!(found(&router, "/a/b/c"), Some("a"));
+        assert_eq!(found(&router, "/v2/b"), Some("versioned"));
+        assert_eq!(found(&router, "/ac"), Some("optional-b"));
+        assert_eq!(found(&router, "/abbc"), Some("optional-b"));
+        assert_eq!(found(&router, "/b/c"), None);
+    }
+
+    #[test]
+    fn later_regex_with_a_shorter_start_keeps_its_order() {
+        use ApiMethod::Get;
+        let specific_first = router(&[("/x/{a}", Get, "first"), ("/{b}", Get, "second")]);
+        assert_eq!(found(&specific_first, "/x/1"), Some("first"));
+        let general_first = router(&[("/{b}", Get, "first"), ("/x/{a}", Get, "second")]);
+        assert_eq!(found(&general_first, "/x/1"), Some("first"));
     }
 
     #[test]
