@@ -1,6 +1,7 @@
 //! One access-log line per request, through `tracing` (target `tollgate::access`, level info).
 //!
 //! The fields are the product's log fields: service, environment, API, URI, scheme, status,
+//! the secret id of a verified key-pair signature,
 //! backend status (`ups_status`, absent when the gateway responded itself), client and backend
 //! addresses, request and backend times, bytes sent, the error message and the request id.
 //! The line is written when the response body ends or the client goes away, so `status` and
@@ -68,6 +69,8 @@ pub struct LogRecord {
     pub service: Option<String>,
     pub environment: Option<&'static str>,
     pub api: Option<String>,
+    /// The secret id of a verified key-pair signature.
+    pub secret_id: Option<String>,
     pub status: u16,
     pub upstream_status: Option<u16>,
     pub upstream_addr: Option<SocketAddr>,
@@ -77,6 +80,36 @@ pub struct LogRecord {
 }
 
 impl LogRecord {
+    /// Starts the record of a request that has just arrived.
+    pub fn new(
+        enabled: bool,
+        method: Method,
+        uri: Option<PathAndQuery>,
+        scheme: &'static str,
+        client: SocketAddr,
+    ) -> LogRecord {
+        LogRecord {
+            enabled,
+            request_id: RequestId::random(),
+            start: Instant::now(),
+            method,
+            uri,
+            host: String::new(),
+            scheme,
+            client,
+            service: None,
+            environment: None,
+            api: None,
+            secret_id: None,
+            status: 0,
+            upstream_status: None,
+            upstream_addr: None,
+            upstream_time: None,
+            error: None,
+            bytes_sent: 0,
+        }
+    }
+
     /// Writes the access-log line.
     pub fn emit(&self) {
         if !self.enabled {
@@ -89,6 +122,7 @@ impl LogRecord {
             service = self.service.as_deref().unwrap_or("-"),
             environment = self.environment.unwrap_or("-"),
             api = self.api.as_deref().unwrap_or("-"),
+            secret_id = self.secret_id.as_deref(),
             method = %self.method,
             host = %self.host,
             uri = self.uri.as_ref().map_or("/", PathAndQuery::as_str),

@@ -1,5 +1,6 @@
 //! The configuration file: its types, reading with every problem reported, and validation.
 
+mod access;
 mod load;
 mod model;
 mod validate;
@@ -34,6 +35,21 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
             *file = base.join(&*file);
         }
     };
+    let rebase_secret = |value: &mut SecretValue| {
+        if let SecretValue::From(SecretSource::File(file)) = value {
+            rebase(file);
+        }
+    };
+    for key in &mut config.key_pairs {
+        rebase_secret(&mut key.secret_key);
+    }
+    match &mut config.counters {
+        CountersConfig::Local { quota_file } => rebase(quota_file),
+        CountersConfig::Redis(redis) => {
+            redis.url.iter_mut().for_each(rebase_secret);
+            redis.cluster_nodes.iter_mut().for_each(rebase_secret);
+        }
+    }
     for api in config
         .services
         .iter_mut()
@@ -46,11 +62,7 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
                 }
             }
             BackendConfig::Http(http) => {
-                for value in http.headers.values_mut() {
-                    if let SecretValue::From(SecretSource::File(file)) = value {
-                        rebase(file);
-                    }
-                }
+                http.headers.values_mut().for_each(rebase_secret);
             }
         }
     }

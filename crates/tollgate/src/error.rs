@@ -40,6 +40,10 @@ pub enum GatewayError {
     HmacSignatureUnverifiable,
     #[error("HMAC signature does not match.")]
     HmacSignatureMismatch,
+    /// Tollgate's own: the body does not match its signed `Digest` header, on APIs that
+    /// require one (the product has no body digest).
+    #[error("HMAC body digest does not match.")]
+    HmacDigestMismatch,
     /// The product's message has no trailing period.
     #[error("HMAC signature cannot be verified, a validate authorization header is required")]
     HmacAuthorizationMissing,
@@ -204,6 +208,7 @@ impl GatewayError {
             | HmacSignedHeaderMissing(_)
             | HmacAlgorithmNotSupported(_)
             | HmacAuthorizationFormat
+            | HmacDigestMismatch
             | HmacAuthorizationHeadersInvalid
             | HmacSignatureUnverifiable
             | HmacSignatureMismatch

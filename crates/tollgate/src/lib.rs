@@ -7,8 +7,11 @@
 //! [`error::GatewayError`].
 
 pub mod access_log;
+pub mod auth;
 pub mod backend;
+pub mod clock;
 pub mod config;
+pub mod counters;
 pub mod error;
 pub mod log_throttle;
 pub mod pipeline;

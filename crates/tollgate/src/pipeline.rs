@@ -5,18 +5,25 @@
 //! 3. Scheme against the service's or custom domain's protocol: 426.
 //! 4. Method the gateway can serve at all: 404 `Could not support method.`
 //! 5. API by path, then method: 404 `There is no api match uri[..] host [..]`, 405.
-//! 6. Declared parameters: 403 when a required one is missing; defaults filled in.
-//! 7. Body size: 413 when `Content-Length` is over the limit (streamed bodies are cut off too).
-//! 8. Backend: mock or HTTP (481, 502, 504).
+//! 6. Key-pair signature on `SECRET` APIs (401), then the usage plan that binds the key here
+//!    (403 `Found no validate usage plan.`, 401 `HMAC apikey is invalid for API.`). A signed
+//!    request to an API without auth is identified the same way, without refusals.
+//! 7. Declared parameters: 403 when a required one is missing; defaults filled in.
+//! 8. Body size: 413 when `Content-Length` is over the limit (streamed bodies are cut off too).
+//! 9. Body digest, on APIs that require one: the body is read whole and checked (401).
+//! 10. Throttling of the service and the API in this environment, then the key's plan rate
+//!     and quota (429). These run last among the checks, so a request refused earlier never
+//!     uses up a rate window or quota.
+//! 11. Backend: mock or HTTP (481, 502, 504).
 //!
 //! Every response gets `X-Api-RequestId` and `X-Api-ID` (`-` when no API matched).
 
+mod access;
 mod body;
 mod params;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -26,13 +33,18 @@ use http_body::Body;
 
 pub use body::{BoxError, ResponseBody};
 
-use crate::access_log::{LogRecord, RequestId};
+use http_body_util::{BodyExt, Full};
+
+use crate::access_log::LogRecord;
+use crate::auth;
 use crate::backend::http::{Failure, Outgoing};
 use crate::backend::{mock, HttpClient};
+use crate::clock::Clock;
 use crate::config::{BackendPoolConfig, Scheme};
+use crate::counters::Counters;
 use crate::error::GatewayError;
 use crate::route::{normalize_path, request_host, resolve_environment, RouteError};
-use crate::snapshot::{Api, Backend, Snapshot};
+use crate::snapshot::{Api, Backend, PublishedApi, Snapshot};
 
 static X_API_REQUEST_ID: HeaderName = HeaderName::from_static("x-api-requestid");
 static X_API_ID: HeaderName = HeaderName::from_static("x-api-id");
@@ -70,23 +82,45 @@ impl ConnectionInfo {
     }
 }
 
-/// The gateway: the current configuration snapshot and the backend client.
+/// The gateway: the current configuration snapshot, the backend client and the counters.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     client: HttpClient,
+    counters: Arc<Counters>,
+    clock: Arc<dyn Clock>,
+}
+
+/// What one request gathers on its way, for the response and the log line.
+struct RequestState {
+    record: Box<LogRecord>,
+    request_id: HeaderValue,
+    api_id: Option<HeaderValue>,
+    /// Rate-limit and quota headers for the response.
+    limit_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Gateway {
-    pub fn new(snapshot: Snapshot, pool: &BackendPoolConfig) -> Gateway {
+    pub fn new(
+        snapshot: Snapshot,
+        pool: &BackendPoolConfig,
+        counters: Arc<Counters>,
+        clock: Arc<dyn Clock>,
+    ) -> Gateway {
         Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             client: HttpClient::new(pool),
+            counters,
+            clock,
         }
     }
 
     /// Replaces the configuration; requests in flight finish on the one they started with.
     pub fn swap(&self, snapshot: Snapshot) {
         self.snapshot.store(Arc::new(snapshot));
+    }
+
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
     }
 
     /// Serves one request to the end.
@@ -100,35 +134,31 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         let snapshot = self.snapshot.load_full();
-        let mut in_flight = InFlight {
-            record: Some(Box::new(LogRecord {
-                enabled: snapshot.access_log,
-                request_id: RequestId::random(),
-                start: Instant::now(),
-                method: request.method().clone(),
-                uri: request.uri().path_and_query().cloned(),
-                host: String::new(),
-                scheme: conn.scheme.as_str(),
-                client: conn.peer,
-                service: None,
-                environment: None,
-                api: None,
-                status: 0,
-                upstream_status: None,
-                upstream_addr: None,
-                upstream_time: None,
-                error: None,
-                bytes_sent: 0,
-            })),
-        };
-        let record = in_flight.record.as_mut().expect("set above");
+        let record = LogRecord::new(
+            snapshot.access_log,
+            request.method().clone(),
+            request.uri().path_and_query().cloned(),
+            conn.scheme.as_str(),
+            conn.peer,
+        );
         let request_id = HeaderValue::from_bytes(record.request_id.as_bytes()).expect("hex digits");
-        let mut api_id = None;
-        let result = self
-            .serve(&snapshot, request, conn, record, &request_id, &mut api_id)
-            .await;
+        let mut in_flight = InFlight {
+            state: Some(RequestState {
+                record: Box::new(record),
+                request_id,
+                api_id: None,
+                limit_headers: Vec::new(),
+            }),
+        };
+        let state = in_flight.state.as_mut().expect("set above");
+        let result = self.serve(&snapshot, request, conn, state).await;
 
-        let mut record = in_flight.record.take().expect("set above");
+        let RequestState {
+            mut record,
+            request_id,
+            api_id,
+            limit_headers,
+        } = in_flight.state.take().expect("set above");
         let mut response = match result {
             Ok(response) => response,
             Err(error) => {
@@ -143,6 +173,9 @@ impl Gateway {
             X_API_ID.clone(),
             api_id.unwrap_or(HeaderValue::from_static("-")),
         );
+        for (name, value) in limit_headers {
+            headers.insert(name, value);
+        }
         response.body_mut().set_log(record);
         response
     }
@@ -152,14 +185,13 @@ impl Gateway {
         snapshot: &Snapshot,
         request: Request<B>,
         conn: &ConnectionInfo,
-        record: &mut LogRecord,
-        request_id: &HeaderValue,
-        api_id: &mut Option<HeaderValue>,
+        state: &mut RequestState,
     ) -> Result<Response<ResponseBody>, GatewayError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let record = &mut state.record;
         let (mut parts, body) = request.into_parts();
         let host = request_host(&parts)?;
         if record.enabled {
@@ -173,7 +205,8 @@ impl Gateway {
         let uri = parts.uri.clone();
         let path = normalize_path(uri.path());
         let matched_env = resolve_environment(entry, service, &path)?;
-        record.environment = Some(matched_env.environment.name.as_str());
+        let environment = matched_env.environment;
+        record.environment = Some(environment.name.as_str());
 
         if !entry.protocol.allows(conn.scheme) {
             return Err(match conn.scheme {
@@ -186,20 +219,27 @@ impl Gateway {
         }
 
         let api_path = matched_env.api_path;
-        let route = matched_env
-            .environment
-            .router
-            .find(api_path, &parts.method)
-            .map_err(|error| match error {
-                RouteError::NoMatch => GatewayError::NoApiMatchesUri {
-                    uri: api_path.to_string(),
-                    host: host.to_string(),
-                },
-                RouteError::MethodNotAllowed => GatewayError::MethodNotAllowed,
-            })?;
-        let api: &Api = route.value;
+        let route =
+            environment
+                .router
+                .find(api_path, &parts.method)
+                .map_err(|error| match error {
+                    RouteError::NoMatch => GatewayError::NoApiMatchesUri {
+                        uri: api_path.to_string(),
+                        host: host.to_string(),
+                    },
+                    RouteError::MethodNotAllowed => GatewayError::MethodNotAllowed,
+                })?;
+        let published: &PublishedApi = route.value;
+        let api: &Api = &published.api;
         record.api = Some(api.id.clone());
-        *api_id = Some(api.id_header.clone());
+        state.api_id = Some(api.id_header.clone());
+
+        let now = self.clock.now();
+        let plan = access::identify(snapshot, published, &parts, now)?;
+        if let Some(identified) = &plan.key {
+            record.secret_id = Some(identified.key.secret_id.clone());
+        }
 
         let extra_query = params::apply(api, &mut parts)?;
         if let Some(limit) = snapshot.max_body_bytes {
@@ -212,6 +252,28 @@ impl Gateway {
                 return Err(GatewayError::BodyTooLarge);
             }
         }
+        let body = match plan.key.as_ref().and_then(|key| key.digest.as_deref()) {
+            None => OutgoingBody::Stream(body),
+            Some(digest) => {
+                let bytes = body::read_whole(body, snapshot.max_body_bytes).await?;
+                if !auth::body_digest_matches(digest, &bytes) {
+                    return Err(GatewayError::HmacDigestMismatch);
+                }
+                OutgoingBody::Whole(bytes)
+            }
+        };
+
+        let second = self.clock.unix_second();
+        access::count(
+            &self.counters,
+            snapshot,
+            environment,
+            published,
+            &plan,
+            second,
+            &mut state.limit_headers,
+        )
+        .await?;
 
         match &api.backend {
             Backend::Mock(mock) => match mock::respond(mock).await {
@@ -222,20 +284,34 @@ impl Gateway {
                 }
             },
             Backend::Http(backend) => {
-                let outgoing = Outgoing {
-                    parts,
-                    body,
-                    api_path,
-                    matched_len: route.matched_len,
-                    captures: &route.captures,
-                    extra_query: &extra_query,
-                    client_ip: &conn.peer_ip,
-                    scheme: conn.scheme,
-                    request_id: request_id.clone(),
-                    timeout: api.timeout,
-                    max_body_bytes: snapshot.max_body_bytes,
+                // One request shape for two body types.
+                macro_rules! outgoing {
+                    ($body:expr) => {
+                        Outgoing {
+                            parts,
+                            body: $body,
+                            api_path,
+                            matched_len: route.matched_len,
+                            captures: &route.captures,
+                            extra_query: &extra_query,
+                            client_ip: &conn.peer_ip,
+                            scheme: conn.scheme,
+                            request_id: state.request_id.clone(),
+                            timeout: api.timeout,
+                            max_body_bytes: snapshot.max_body_bytes,
+                        }
+                    };
+                }
+                let result = match body {
+                    OutgoingBody::Stream(body) => {
+                        self.client.forward(backend, outgoing!(body)).await
+                    }
+                    OutgoingBody::Whole(bytes) => {
+                        let body = Full::new(bytes).map_err(BoxError::from);
+                        self.client.forward(backend, outgoing!(body)).await
+                    }
                 };
-                match self.client.forward(backend, outgoing).await {
+                match result {
                     Ok(answer) => {
                         record.upstream_status = Some(answer.response.status().as_u16());
                         record.upstream_addr = answer.upstream_addr;
@@ -247,6 +323,14 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The request body on its way to the backend.
+enum OutgoingBody<B> {
+    /// Streamed through as it arrives.
+    Stream(B),
+    /// Read whole first, to check its digest.
+    Whole(Bytes),
 }
 
 fn log_backend_failure(
@@ -290,12 +374,12 @@ pub fn error_response(error: &GatewayError) -> Response<ResponseBody> {
 /// Writes the 499 log line if the request is dropped before its response head, because the
 /// client closed the connection.
 struct InFlight {
-    record: Option<Box<LogRecord>>,
+    state: Option<RequestState>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(mut record) = self.record.take() {
+        if let Some(RequestState { mut record, .. }) = self.state.take() {
             let error = GatewayError::ClientClosed;
             record.status = error.status().as_u16();
             record.error = Some(error.to_string());

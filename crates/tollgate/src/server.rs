@@ -20,7 +20,9 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, LimitsConfig, Scheme};
+use crate::counters::Counters;
 use crate::pipeline::{ConnectionInfo, Gateway};
 use crate::snapshot::Snapshot;
 
@@ -35,6 +37,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// A running gateway.
 pub struct Server {
     gateway: Arc<Gateway>,
+    /// Writes the local store's used quota once a second.
+    flusher: JoinHandle<()>,
     config_path: Option<PathBuf>,
     local_addrs: Vec<SocketAddr>,
     grace_period: Duration,
@@ -48,8 +52,27 @@ impl Server {
     /// Compiles `config`, binds its listeners and starts serving. `config_path` is the file
     /// that [`Server::reload`] reads again.
     pub async fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Server> {
+        Server::start_with_clock(config, config_path, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Server::start`], with the clock that signature windows and rate limits read.
+    pub async fn start_with_clock(
+        config: Config,
+        config_path: Option<PathBuf>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Server> {
         let snapshot = Snapshot::compile(&config).context("cannot compile the configuration")?;
-        let gateway = Arc::new(Gateway::new(snapshot, &config.server.backend_pool));
+        let counters = Arc::new(Counters::open(&config.counters)?);
+        if let Some(file) = counters.quota_file() {
+            tracing::info!(quota_file = %file.display(), "counting quota locally");
+        }
+        let flusher = tokio::spawn(flush_every_second(counters.clone()));
+        let gateway = Arc::new(Gateway::new(
+            snapshot,
+            &config.server.backend_pool,
+            counters,
+            clock,
+        ));
         let (stop_accepting, _) = watch::channel(false);
         let (force_close, _) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
@@ -76,6 +99,7 @@ impl Server {
         }
         Ok(Server {
             gateway,
+            flusher,
             config_path,
             local_addrs,
             grace_period: Duration::from_secs(config.server.grace_period_secs),
@@ -149,7 +173,43 @@ impl Server {
             tracing::warn!("grace period over; closing the connections still open");
             let _ = self.force_close.send(true);
         }
+        self.flusher.abort();
+        let counters = self.gateway.counters().clone();
+        match tokio::task::spawn_blocking(move || counters.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "cannot write the used quota at shutdown"),
+            Err(error) => tracing::error!(%error, "the final quota write failed"),
+        }
         finished
+    }
+}
+
+/// Writes the local store's used quota once a second, off the request threads. A failed
+/// write is logged once until a write succeeds again; the counts stay in memory meanwhile.
+async fn flush_every_second(counters: Arc<Counters>) {
+    if counters.quota_file().is_none() {
+        return;
+    }
+    let mut failing = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = counters.clone();
+        let result = tokio::task::spawn_blocking(move || store.flush()).await;
+        match result {
+            Ok(Ok(())) if failing => {
+                failing = false;
+                tracing::info!("the quota file is written again");
+            }
+            Ok(Ok(())) => {}
+            Ok(Err(error)) if !failing => {
+                failing = true;
+                tracing::error!(%error, "cannot write the quota file; used quota is kept in memory and written when this clears");
+            }
+            Ok(Err(_)) => {}
+            Err(error) => tracing::error!(%error, "the quota write task failed"),
+        }
     }
 }
 

@@ -15,8 +15,8 @@ use http::uri::{Authority, Scheme as UriScheme};
 use http::{Method, StatusCode, Uri};
 
 use crate::config::{
-    self, ApiConfig, ApiMethod, BackendConfig, Config, EmptyPathRule, EnvironmentName,
-    FrontendProtocol, HostHeader, ParameterPosition,
+    self, ApiConfig, ApiMethod, AuthType, BackendConfig, Config, EmptyPathRule, EnvironmentName,
+    FrontendProtocol, HostHeader, KeyPairApiConfig, ParameterPosition,
 };
 use crate::log_throttle::LogThrottle;
 use crate::route::{PathPattern, PathTemplate, Router, RouterBuilder};
@@ -28,6 +28,40 @@ pub struct Snapshot {
     /// Maximum request body in bytes; `None` for no limit.
     pub max_body_bytes: Option<u64>,
     pub access_log: bool,
+    /// Key pairs by secret id.
+    pub key_pairs: HashMap<String, KeyPair>,
+    pub plans: Vec<UsagePlan>,
+    /// How far a signed `X-Date` may be from the gateway's clock.
+    pub x_date_window: Duration,
+}
+
+/// A key pair, with the plans that hold it.
+#[derive(Debug)]
+pub struct KeyPair {
+    pub secret_id: String,
+    pub secret_key: Vec<u8>,
+    pub enabled: bool,
+    /// Each plan holding the key, by index into [`Snapshot::plans`], with the name its
+    /// counters are kept under.
+    pub plans: Vec<(usize, Arc<str>)>,
+}
+
+impl KeyPair {
+    /// Returns the first of `bound` plans that holds this key, with its counter name.
+    pub fn plan_in(&self, bound: &[usize]) -> Option<(usize, &Arc<str>)> {
+        self.plans
+            .iter()
+            .find(|(plan, _)| bound.contains(plan))
+            .map(|(plan, counter)| (*plan, counter))
+    }
+}
+
+/// A usage plan's limits, per key.
+#[derive(Debug)]
+pub struct UsagePlan {
+    pub id: String,
+    pub per_second: Option<u64>,
+    pub quota: Option<u64>,
 }
 
 /// The service and environment mapping of one host name.
@@ -63,7 +97,24 @@ pub struct Service {
 /// The APIs a service publishes to one environment.
 pub struct Environment {
     pub name: EnvironmentName,
-    pub router: Router<Arc<Api>>,
+    pub router: Router<PublishedApi>,
+    /// The service's requests per second in this environment, and its counter name.
+    pub throttle: Option<Throttle>,
+}
+
+/// A requests-per-second limit and the name of its counter.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    pub per_second: u64,
+    pub counter: Arc<str>,
+}
+
+/// An API as published to one environment: what the environment adds to it.
+pub struct PublishedApi {
+    pub api: Arc<Api>,
+    /// The usage plans bound here, by index into [`Snapshot::plans`].
+    pub plans: Arc<[usize]>,
+    pub throttle: Option<Throttle>,
 }
 
 /// One API, ready to serve.
@@ -77,6 +128,8 @@ pub struct Api {
     pub timeout: Duration,
     pub parameters: Vec<Parameter>,
     pub backend: Backend,
+    pub auth: AuthType,
+    pub key_pair: KeyPairApiConfig,
 }
 
 /// A declared header or query parameter that the gateway checks or fills in.
@@ -160,7 +213,40 @@ impl Snapshot {
                     },
                 );
             }
-            services.push(compile_service(service)?);
+            services.push(compile_service(service, &config.usage_plans)?);
+        }
+        let plans = config
+            .usage_plans
+            .iter()
+            .map(|plan| UsagePlan {
+                id: plan.id.clone(),
+                per_second: u64::try_from(plan.requests_per_second).ok(),
+                quota: u64::try_from(plan.quota).ok(),
+            })
+            .collect();
+        let mut key_pairs = HashMap::with_capacity(config.key_pairs.len());
+        for key in &config.key_pairs {
+            let secret = config::resolve_secret(&key.secret_key)
+                .map_err(|e| anyhow!("key pair `{}`: {e}", key.secret_id))?;
+            let plans = config
+                .usage_plans
+                .iter()
+                .enumerate()
+                .filter(|(_, plan)| plan.key_pairs.contains(&key.secret_id))
+                .map(|(index, plan)| {
+                    let counter = format!("plan:{}:key:{}", plan.id, key.secret_id);
+                    (index, Arc::from(counter))
+                })
+                .collect();
+            key_pairs.insert(
+                key.secret_id.clone(),
+                KeyPair {
+                    secret_id: key.secret_id.clone(),
+                    secret_key: secret.into_bytes(),
+                    enabled: key.enabled,
+                    plans,
+                },
+            );
         }
         let limits = &config.server.limits;
         Ok(Snapshot {
@@ -168,6 +254,9 @@ impl Snapshot {
             services,
             max_body_bytes: (limits.max_body_bytes > 0).then_some(limits.max_body_bytes),
             access_log: config.server.access_log.enabled,
+            key_pairs,
+            plans,
+            x_date_window: Duration::from_secs(config.key_pair_auth.x_date_window_secs),
         })
     }
 
@@ -178,7 +267,10 @@ impl Snapshot {
     }
 }
 
-fn compile_service(service: &config::ServiceConfig) -> anyhow::Result<Service> {
+fn compile_service(
+    service: &config::ServiceConfig,
+    plans: &[config::UsagePlanConfig],
+) -> anyhow::Result<Service> {
     let apis: Vec<Arc<Api>> = service
         .apis
         .iter()
@@ -187,7 +279,28 @@ fn compile_service(service: &config::ServiceConfig) -> anyhow::Result<Service> {
         .with_context(|| format!("service `{}`", service.id))?;
     let mut environments: [Option<Environment>; 3] = [None, None, None];
     for (name, env) in &service.environments {
+        let env_name = name;
         let name = EnvironmentName::parse(name).ok_or_else(|| anyhow!("environment `{name}`"))?;
+        let bound = |api: Option<&str>| -> Vec<usize> {
+            plans
+                .iter()
+                .enumerate()
+                .filter(|(_, plan)| {
+                    plan.bindings.iter().any(|binding| {
+                        binding.service == service.id
+                            && binding.environment == *env_name
+                            && match (&binding.apis, api) {
+                                (None, _) => true,
+                                (Some(apis), Some(api)) => apis.iter().any(|id| id == api),
+                                (Some(_), None) => false,
+                            }
+                    })
+                })
+                .map(|(index, _)| index)
+                .collect()
+        };
+        let environment_plans: Arc<[usize]> = bound(None).into();
+        let service_counter = format!("svc:{}:{}", service.id, name.as_str());
         let mut builder = RouterBuilder::default();
         for (index, api_config) in service.apis.iter().enumerate() {
             let published = env
@@ -198,12 +311,36 @@ fn compile_service(service: &config::ServiceConfig) -> anyhow::Result<Service> {
                 continue;
             }
             let pattern = PathPattern::parse(&api_config.path).map_err(|e| anyhow!(e))?;
+            let api_plans = bound(Some(&api_config.id));
+            let published = PublishedApi {
+                api: apis[index].clone(),
+                plans: if api_plans.len() == environment_plans.len() {
+                    environment_plans.clone()
+                } else {
+                    api_plans.into()
+                },
+                throttle: env
+                    .api_requests_per_second
+                    .get(&api_config.id)
+                    .map(|&per_second| Throttle {
+                        per_second,
+                        counter: format!("{service_counter}:api:{}", api_config.id).into(),
+                    }),
+            };
             builder
-                .insert(&pattern, api_config.method, apis[index].clone())
+                .insert(&pattern, api_config.method, published)
                 .map_err(|e| anyhow!("API `{}`: {e}", api_config.id))?;
         }
         let router = builder.build();
-        environments[name.index()] = Some(Environment { name, router });
+        let throttle = env.requests_per_second.map(|per_second| Throttle {
+            per_second,
+            counter: service_counter.into(),
+        });
+        environments[name.index()] = Some(Environment {
+            name,
+            router,
+            throttle,
+        });
     }
     Ok(Service {
         id: service.id.clone(),
@@ -260,6 +397,8 @@ fn compile_api(api: &ApiConfig) -> anyhow::Result<Api> {
         timeout: Duration::from_secs(api.timeout_secs),
         parameters,
         backend,
+        auth: api.auth,
+        key_pair: api.key_pair.clone(),
     })
 }
 

@@ -50,6 +50,11 @@ fn every_catalog_entry_renders_exactly() {
             r#"{"message":"HMAC algorithm hmac-md5 not supported."}"#,
         ),
         (
+            HmacDigestMismatch,
+            401,
+            r#"{"message":"HMAC body digest does not match."}"#,
+        ),
+        (
             HmacAuthorizationFormat,
             401,
             r#"{"message":"HMAC authorization format error."}"#,
@@ -331,7 +336,7 @@ fn every_catalog_entry_renders_exactly() {
     }
     assert_eq!(
         cases.len(),
-        70,
+        71,
         "a catalog entry is missing from this table"
     );
 }
@@ -349,6 +354,7 @@ fn table_covers(error: GatewayError) {
         | HmacSignedHeaderMissing(_)
         | HmacAlgorithmNotSupported(_)
         | HmacAuthorizationFormat
+        | HmacDigestMismatch
         | HmacAuthorizationHeadersInvalid
         | HmacSignatureUnverifiable
         | HmacSignatureMismatch

@@ -316,6 +316,8 @@ async fn https_on_http_only_service_is_426() {
     let gateway = Gateway::new(
         Snapshot::compile(&config).unwrap(),
         &BackendPoolConfig::default(),
+        std::sync::Arc::new(tollgate::counters::Counters::in_memory()),
+        std::sync::Arc::new(tollgate::clock::SystemClock),
     );
     let conn = ConnectionInfo::new("127.0.0.1:40000".parse().unwrap(), Scheme::Https);
     let request = |host: &str| {

@@ -224,12 +224,19 @@ fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
             None
         }
     };
+    let mut take = |key: &str| root.remove(key);
+    let key_pairs = take("key_pairs").and_then(|v| deserialize_at(v, "key_pairs", report));
+    let usage_plans = take("usage_plans").and_then(|v| deserialize_at(v, "usage_plans", report));
+    let key_pair_auth =
+        take("key_pair_auth").and_then(|v| deserialize_at(v, "key_pair_auth", report));
+    let counters = take("counters").and_then(|v| deserialize_at(v, "counters", report));
     for (key, _) in root {
         let key = serde_norway::to_string(&key).unwrap_or_default();
         report.push(
             "",
             format!(
-                "unknown key `{}`, expected `server` or `services`",
+                "unknown key `{}`, expected `server`, `services`, `key_pairs`, `usage_plans`, \
+                 `key_pair_auth` or `counters`",
                 key.trim()
             ),
         );
@@ -237,6 +244,10 @@ fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
     Some(Config {
         server: server.unwrap_or_default(),
         services: services.unwrap_or_default(),
+        key_pairs: key_pairs.unwrap_or_default(),
+        usage_plans: usage_plans.unwrap_or_default(),
+        key_pair_auth: key_pair_auth.unwrap_or_default(),
+        counters: counters.unwrap_or_default(),
     })
 }
 

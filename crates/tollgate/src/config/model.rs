@@ -39,6 +39,174 @@ pub struct Config {
     /// The services this gateway serves.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    /// Key pairs that sign requests to key-pair (`SECRET`) APIs.
+    #[serde(default)]
+    pub key_pairs: Vec<KeyPairConfig>,
+    /// Usage plans: the rate limit and quota of the key pairs they hold, and where they apply.
+    #[serde(default)]
+    pub usage_plans: Vec<UsagePlanConfig>,
+    /// Settings of key-pair signature checks.
+    #[serde(default)]
+    pub key_pair_auth: KeyPairAuthConfig,
+    /// Where rate-limit windows and used quota are counted.
+    #[serde(default)]
+    pub counters: CountersConfig,
+}
+
+/// Default time an `X-Date` may differ from the gateway's clock, in seconds: the product's 15
+/// minutes.
+pub const DEFAULT_X_DATE_WINDOW_SECS: u64 = 900;
+
+/// A key pair: the secret id a client sends and the secret key it signs with.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPairConfig {
+    /// The public id sent in `Authorization: hmac id="..."`: 5 to 50 letters, digits, `_` or
+    /// `-`.
+    pub secret_id: String,
+    /// The secret key, 10 to 50 letters, digits, `_` or `-`: best read from an environment
+    /// variable (`{ env: NAME }`) or a file (`{ file: PATH }`) than written inline.
+    pub secret_key: SecretValue,
+    /// A disabled key is refused with 401 `HMAC signature cannot be verified.`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// A name for people; not used by the gateway.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A usage plan.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePlanConfig {
+    /// Plan id, for example `usagePlan-8bbr8pup`; counters are kept under it, so renaming a
+    /// plan starts its counts from zero.
+    pub id: String,
+    /// A name for people; not used by the gateway.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Requests per second each key of the plan may make: -1 (the default) for no limit, or 1
+    /// to 2000.
+    #[serde(default = "unlimited")]
+    pub requests_per_second: i64,
+    /// Total requests each key of the plan may make: -1 (the default) for no limit, or 1 to
+    /// 99999999. The quota does not reset.
+    #[serde(default = "unlimited")]
+    pub quota: i64,
+    /// Secret ids of the key pairs in the plan.
+    #[serde(default)]
+    pub key_pairs: Vec<String>,
+    /// Where the plan applies: whole service environments, or chosen APIs in one.
+    #[serde(default)]
+    pub bindings: Vec<PlanBindingConfig>,
+}
+
+fn unlimited() -> i64 {
+    -1
+}
+
+/// A usage plan's binding to a service environment, or to some of its APIs.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanBindingConfig {
+    /// The service id.
+    pub service: String,
+    /// The environment: `test`, `prepub` or `release`.
+    pub environment: String,
+    /// API ids for an API-level binding; absent for a binding to every API of the
+    /// environment. One service uses one level: its plans bind either whole environments or
+    /// APIs.
+    #[serde(default)]
+    pub apis: Option<Vec<String>>,
+}
+
+/// Settings of key-pair signature checks.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyPairAuthConfig {
+    /// Seconds a signed `X-Date` may be before or after the gateway's clock (900, the
+    /// product's 15 minutes). A signed `Date` is not checked against the clock.
+    pub x_date_window_secs: u64,
+}
+
+impl Default for KeyPairAuthConfig {
+    fn default() -> Self {
+        KeyPairAuthConfig {
+            x_date_window_secs: DEFAULT_X_DATE_WINDOW_SECS,
+        }
+    }
+}
+
+/// Where rate-limit windows and used quota are counted. Read at start; changing it needs a
+/// restart.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, tag = "store", rename_all = "lowercase")]
+pub enum CountersConfig {
+    /// In this process. Used quota is written to `quota_file` once a second and at shutdown.
+    Local {
+        /// The file used quota is kept in, relative to the configuration file's folder.
+        #[serde(default = "default_quota_file")]
+        quota_file: PathBuf,
+    },
+    /// In Redis, shared by every gateway instance that uses the same Redis.
+    Redis(RedisCountersConfig),
+}
+
+impl Default for CountersConfig {
+    fn default() -> Self {
+        CountersConfig::Local {
+            quota_file: default_quota_file(),
+        }
+    }
+}
+
+fn default_quota_file() -> PathBuf {
+    PathBuf::from("tollgate-quota.json")
+}
+
+/// Counting in Redis.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisCountersConfig {
+    /// The server, as `redis://[user:password@]host:port[/db]`; may hold a password, so it
+    /// can be read from an environment variable or a file.
+    #[serde(default)]
+    pub url: Option<SecretValue>,
+    /// Redis Cluster seed nodes, each a `redis://` URL, instead of `url`.
+    #[serde(default)]
+    pub cluster_nodes: Vec<SecretValue>,
+    /// Prefix of every key Tollgate writes.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Milliseconds to wait for Redis on a request before treating it as unreachable.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+    /// What requests that need a counter get while Redis is unreachable.
+    #[serde(default)]
+    pub when_unreachable: WhenUnreachable,
+}
+
+fn default_key_prefix() -> String {
+    "tollgate".to_string()
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    250
+}
+
+/// The choice when the counter store cannot be reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenUnreachable {
+    /// Serve the request without limits, and log the outage once.
+    #[default]
+    Allow,
+    /// Answer 500 `Internal Server Error.`, and log the outage once.
+    Reject,
 }
 
 /// Process-wide settings.
@@ -166,7 +334,7 @@ impl Default for BackendPoolConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
-    /// Service id, `service-` and 8 lower-case letters or digits, for example `service-n904iiau`.
+    /// Service id: letters, digits, `-`, `_` or `.`, such as the product's `service-n904iiau`.
     pub id: String,
     /// Service name: up to 50 letters, digits or underscores.
     pub name: String,
@@ -233,13 +401,20 @@ pub struct EnvironmentConfig {
     /// release of the product does.
     #[serde(default)]
     pub apis: Option<Vec<String>>,
+    /// Requests per second the whole service may serve in this environment, summed over
+    /// every caller; absent for no limit. Over it: 429 `API rate limit exceeded.`.
+    #[serde(default)]
+    pub requests_per_second: Option<u64>,
+    /// Requests per second of single APIs in this environment, by API id.
+    #[serde(default)]
+    pub api_requests_per_second: BTreeMap<String, u64>,
 }
 
 /// One API of a service.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// API id, `api-` and 8 lower-case letters or digits, for example `api-3fvhfwso`.
+    /// API id: letters, digits, `-`, `_` or `.`, such as the product's `api-3fvhfwso`.
     pub id: String,
     /// API name, unique in the service, up to 60 characters.
     pub name: String,
@@ -255,6 +430,9 @@ pub struct ApiConfig {
     /// Authentication type.
     #[serde(default)]
     pub auth: AuthType,
+    /// Stronger key-pair signatures, beyond the product; for `auth: SECRET` only.
+    #[serde(default)]
+    pub key_pair: KeyPairApiConfig,
     /// Whether CORS is enabled for this API.
     #[serde(default)]
     pub cors: bool,
@@ -312,6 +490,19 @@ pub enum AuthType {
     Secret,
     /// OAuth 2.0 id_token authentication.
     Oauth,
+}
+
+/// Per-API options of key-pair signatures. Both are off by default, so the product's clients
+/// work unchanged.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyPairApiConfig {
+    /// The signature must cover the method and path: `headers` must list `request-line` or
+    /// `@request-target`.
+    pub sign_request_target: bool,
+    /// The signature must cover a `Digest: SHA-256=<Base64>` header, and the body must match
+    /// it. The gateway reads the whole body (up to the body limit) before forwarding it.
+    pub require_digest: bool,
 }
 
 /// A declared request parameter.

@@ -33,6 +33,7 @@ const MAX_PATH_MAPPINGS: usize = 3;
 /// Validates `config`, adding every problem found to `report`.
 pub fn validate(config: &Config, report: &mut Report) {
     validate_server(&config.server, report);
+    super::access::validate(config, report);
 
     let mut service_ids = HashSet::new();
     let mut domains: HashMap<String, String> = HashMap::new();
@@ -176,6 +177,32 @@ fn validate_service(
                 .collect(),
         };
         check_route_conflicts(service, &members, &patterns, &env_path, report);
+        if env.requests_per_second == Some(0) {
+            report.push(
+                format!("{env_path}.requests_per_second"),
+                "0 would refuse every request: give a positive number, or remove the key for \
+                 no limit",
+            );
+        }
+        for (id, limit) in &env.api_requests_per_second {
+            let limit_path = format!("{env_path}.api_requests_per_second.{id}");
+            match api_ids.get(id.as_str()) {
+                None if report.is_unparsed_api(path, id) => {}
+                None => report.push(
+                    &limit_path,
+                    format!("no API of this service has the id `{id}`"),
+                ),
+                Some(index) if !members.contains(index) => report.push(
+                    &limit_path,
+                    format!("the API `{id}` is not published to this environment"),
+                ),
+                Some(_) if *limit == 0 => report.push(
+                    &limit_path,
+                    "0 would refuse every request: give a positive number, or remove the key",
+                ),
+                Some(_) => {}
+            }
+        }
     }
 }
 
@@ -322,12 +349,19 @@ fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<Path
             ),
         );
     }
-    // NOTE: key-pair and OAuth authentication, CORS and WebSocket APIs are rejected here
-    // until the gateway implements them, so that no configured protection is silently skipped.
-    if api.auth != AuthType::None {
+    // NOTE: OAuth authentication, CORS and WebSocket APIs are rejected here until the
+    // gateway implements them, so that no configured protection is silently skipped.
+    if api.auth == AuthType::Oauth {
         report.push(
             format!("{path}.auth"),
-            "this version of Tollgate serves only `auth: NONE` APIs",
+            "this version of Tollgate serves `auth: NONE` and `auth: SECRET` APIs only",
+        );
+    }
+    let key_pair = &api.key_pair;
+    if api.auth != AuthType::Secret && (key_pair.sign_request_target || key_pair.require_digest) {
+        report.push(
+            format!("{path}.key_pair"),
+            "these options apply to key-pair APIs only: set `auth: SECRET` or remove them",
         );
     }
     if api.cors {
@@ -560,7 +594,7 @@ pub fn resolve_secret(value: &SecretValue) -> Result<String, String> {
 
 /// Service and API ids appear in response headers and log lines, so they are kept to a
 /// character set that needs no escaping in either.
-fn is_object_id(id: &str) -> bool {
+pub(super) fn is_object_id(id: &str) -> bool {
     (1..=50).contains(&id.len())
         && id
             .chars()

@@ -134,3 +134,23 @@ impl Body for ResponseBody {
         }
     }
 }
+
+/// Reads a request body whole, up to `limit` bytes: 413 over it. A body that stops arriving
+/// means the client went away (499).
+pub async fn read_whole<B>(body: B, limit: Option<u64>) -> Result<Bytes, crate::error::GatewayError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    use http_body_util::{BodyExt, Limited};
+    let limit = limit.map_or(usize::MAX, |limit| {
+        usize::try_from(limit).unwrap_or(usize::MAX)
+    });
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(crate::error::GatewayError::BodyTooLarge)
+        }
+        Err(_) => Err(crate::error::GatewayError::ClientClosed),
+    }
+}
