@@ -1,5 +1,6 @@
 //! The `tollgate` command: run the gateway, check a configuration file, print the schema.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -34,6 +35,46 @@ enum Command {
     },
     /// Print the JSON Schema of the configuration file.
     Schema,
+    /// Sign a request for a key-pair API: print its headers and a curl command.
+    Sign(SignArgs),
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// The key pair's secret id.
+    #[arg(long)]
+    secret_id: String,
+    /// The secret key itself (visible to other users in the process list; prefer the next
+    /// two).
+    #[arg(long, group = "key")]
+    secret_key: Option<String>,
+    /// The environment variable holding the secret key.
+    #[arg(long, group = "key")]
+    secret_key_env: Option<String>,
+    /// The file holding the secret key (one trailing newline removed).
+    #[arg(long, group = "key")]
+    secret_key_file: Option<PathBuf>,
+    /// hmac-sha1, hmac-sha256, hmac-sha384 or hmac-sha512.
+    #[arg(long, default_value = "hmac-sha256")]
+    algorithm: String,
+    /// `x-date` (checked against the gateway's clock) or `date` (not checked).
+    #[arg(long, default_value = "x-date")]
+    date_header: String,
+    /// A further header to send and sign, as `Name: value`; may be repeated.
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// The request method.
+    #[arg(long, short = 'X', default_value = "GET")]
+    method: String,
+    /// The URL to call, for the curl command and `--sign-request-target`.
+    #[arg(long, default_value = "http://127.0.0.1:8080/release/")]
+    url: String,
+    /// Sign the path and query as `@request-target`.
+    #[arg(long)]
+    sign_request_target: bool,
+    /// Send this file as the body and sign it through a `Digest` header.
+    #[arg(long)]
+    body_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +85,13 @@ fn main() -> ExitCode {
             print!("{}", tollgate::config_schema());
             ExitCode::SUCCESS
         }
+        Command::Sign(args) => match sign(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("tollgate sign: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config } => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -52,6 +100,83 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn sign(args: SignArgs) -> anyhow::Result<()> {
+    use tollgate::auth::sign::{curl_command, sign_request, SignRequest};
+    use tollgate::auth::signature::Algorithm;
+
+    let secret_key = match (
+        &args.secret_key,
+        &args.secret_key_env,
+        &args.secret_key_file,
+    ) {
+        (Some(key), _, _) => key.clone(),
+        (_, Some(name), _) => std::env::var(name)
+            .with_context(|| format!("the environment variable `{name}` is not set"))?,
+        (_, _, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read `{}`", file.display()))?;
+            text.trim_end_matches(['\n', '\r']).to_string()
+        }
+        _ => anyhow::bail!("give --secret-key-env, --secret-key-file or --secret-key"),
+    };
+    let algorithm = Algorithm::parse(&args.algorithm).with_context(|| {
+        format!(
+            "`{}` is not an algorithm: use hmac-sha1, hmac-sha256, hmac-sha384 or hmac-sha512",
+            args.algorithm
+        )
+    })?;
+    if !["x-date", "date"].contains(&args.date_header.to_ascii_lowercase().as_str()) {
+        anyhow::bail!("--date-header is `x-date` or `date`");
+    }
+    let headers = args
+        .headers
+        .iter()
+        .map(|header| {
+            let (name, value) = header
+                .split_once(':')
+                .with_context(|| format!("`{header}` is not `Name: value`"))?;
+            Ok((name.trim().to_string(), value.trim().to_string()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let uri: http::Uri = args
+        .url
+        .parse()
+        .with_context(|| format!("`{}` is not a URL", args.url))?;
+    let target = uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_string();
+    let body = match &args.body_file {
+        Some(file) => {
+            Some(std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))?)
+        }
+        None => None,
+    };
+    let signed = sign_request(&SignRequest {
+        secret_id: &args.secret_id,
+        secret_key: secret_key.as_bytes(),
+        algorithm,
+        date_header: &args.date_header,
+        now: std::time::SystemTime::now(),
+        headers: &headers,
+        request_target: args.sign_request_target.then_some(target.as_str()),
+        body: body.as_deref(),
+    });
+    for (name, value) in &signed {
+        println!("{name}: {value}");
+    }
+    println!();
+    let body_file = args
+        .body_file
+        .as_ref()
+        .map(|file| file.display().to_string());
+    println!(
+        "{}",
+        curl_command(&args.method, &args.url, &signed, body_file.as_deref())
+    );
+    Ok(())
 }
 
 fn check(path: &Path) -> ExitCode {
@@ -98,16 +223,27 @@ async fn serve(config: config::Config, path: PathBuf) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let server = Server::start(config, Some(path.clone())).await?;
+    let reloader = server.reloader()?;
     tracing::info!(config = %path.display(), "tollgate started");
+    // Reloads run in a task of their own, so signals are still handled while one runs.
+    let mut reloading: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = hangup.recv() => {
-                if let Err(error) = server.reload().await {
-                    tracing::error!(
-                        config = %path.display(),
-                        "reload rejected; the previous configuration keeps serving: {error:#}"
-                    );
+                if reloading.as_ref().is_some_and(|task| !task.is_finished()) {
+                    tracing::warn!("a reload is still running; this SIGHUP is ignored");
+                    continue;
                 }
+                let reloader = reloader.clone();
+                let config = path.display().to_string();
+                reloading = Some(tokio::spawn(async move {
+                    if let Err(error) = reloader.reload().await {
+                        tracing::error!(
+                            %config,
+                            "reload rejected; the previous configuration keeps serving: {error:#}"
+                        );
+                    }
+                }));
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -125,7 +261,9 @@ async fn serve(config: config::Config, path: PathBuf) -> anyhow::Result<()> {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

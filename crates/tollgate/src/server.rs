@@ -120,33 +120,22 @@ impl Server {
     }
 
     /// Reads the configuration file again and swaps it in. An invalid file is rejected and
-    /// the current configuration keeps serving. Listeners, header limits and pool settings
-    /// need a restart to change; the body limit and everything under `services` do not.
-    ///
-    /// Reading and compiling run on the blocking pool, so a large file does not hold up the
-    /// requests served meanwhile.
+    /// the current configuration keeps serving. Listeners, header limits, the pool and the
+    /// counter store need a restart to change; the body limit and everything else do not.
     pub async fn reload(&self) -> anyhow::Result<()> {
+        self.reloader()?.reload().await
+    }
+
+    /// A handle that reloads this server's configuration from a task of its own.
+    pub fn reloader(&self) -> anyhow::Result<Reloader> {
         let path = self
             .config_path
             .clone()
             .context("the server was started without a configuration file")?;
-        let compile_path = path.clone();
-        let (config, snapshot) = tokio::task::spawn_blocking(move || {
-            let config = config::load(&compile_path)?;
-            let snapshot = Snapshot::compile(&config)?;
-            anyhow::Ok((config, snapshot))
+        Ok(Reloader {
+            gateway: self.gateway.clone(),
+            path,
         })
-        .await
-        .context("the reload task failed")??;
-        self.gateway.swap(snapshot);
-        let apis: usize = config.services.iter().map(|s| s.apis.len()).sum();
-        tracing::info!(
-            path = %path.display(),
-            services = config.services.len(),
-            apis,
-            "configuration reloaded"
-        );
-        Ok(())
     }
 
     /// Stops accepting, lets requests in flight finish within the grace period, then closes
@@ -181,6 +170,37 @@ impl Server {
             Err(error) => tracing::error!(%error, "the final quota write failed"),
         }
         finished
+    }
+}
+
+/// Reloads a server's configuration file.
+#[derive(Clone)]
+pub struct Reloader {
+    gateway: Arc<Gateway>,
+    path: PathBuf,
+}
+
+impl Reloader {
+    /// Reads, validates and compiles the file, then swaps it in. Reading and compiling run on
+    /// the blocking pool, so a large file does not hold up the requests served meanwhile.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let path = self.path.clone();
+        let (config, snapshot) = tokio::task::spawn_blocking(move || {
+            let config = config::load(&path)?;
+            let snapshot = Snapshot::compile(&config)?;
+            anyhow::Ok((config, snapshot))
+        })
+        .await
+        .context("the reload task failed")??;
+        self.gateway.swap(snapshot);
+        let apis: usize = config.services.iter().map(|s| s.apis.len()).sum();
+        tracing::info!(
+            path = %self.path.display(),
+            services = config.services.len(),
+            apis,
+            "configuration reloaded"
+        );
+        Ok(())
     }
 }
 

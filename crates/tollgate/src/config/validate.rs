@@ -565,14 +565,17 @@ fn validate_mock(mock: &MockBackendConfig, path: &str, report: &mut Report) {
     }
     match (&mock.body, &mock.body_file) {
         (Some(_), Some(_)) => report.push(path, "set `body` or `body_file`, not both"),
-        (None, Some(file)) => {
-            if let Err(error) = std::fs::metadata(file) {
-                report.push(
-                    format!("{path}.body_file"),
-                    format!("cannot read `{}`: {error}", file.display()),
-                );
-            }
-        }
+        (None, Some(file)) => match std::fs::metadata(file) {
+            Err(error) => report.push(
+                format!("{path}.body_file"),
+                format!("cannot read `{}`: {error}", file.display()),
+            ),
+            Ok(metadata) if !metadata.is_file() => report.push(
+                format!("{path}.body_file"),
+                format!("`{}` is not a regular file", file.display()),
+            ),
+            Ok(_) => {}
+        },
         _ => {}
     }
 }
@@ -583,14 +586,32 @@ pub fn resolve_secret(value: &SecretValue) -> Result<String, String> {
         SecretValue::Inline(text) => Ok(text.clone()),
         SecretValue::From(SecretSource::Env(name)) => std::env::var(name)
             .map_err(|_| format!("the environment variable `{name}` is not set or not UTF-8")),
-        SecretValue::From(SecretSource::File(file)) => std::fs::read_to_string(file)
-            .map(|text| {
-                let text = text.strip_suffix('\n').unwrap_or(&text);
-                text.strip_suffix('\r').unwrap_or(text).to_string()
-            })
-            .map_err(|error| format!("cannot read `{}`: {error}", file.display())),
+        SecretValue::From(SecretSource::File(file)) => {
+            let display = file.display();
+            // A FIFO or a device could block or never end; a secret is a small regular file.
+            let metadata = std::fs::metadata(file)
+                .map_err(|error| format!("cannot read `{display}`: {error}"))?;
+            if !metadata.is_file() {
+                return Err(format!("`{display}` is not a regular file"));
+            }
+            if metadata.len() > MAX_SECRET_FILE_BYTES {
+                return Err(format!(
+                    "`{display}` is {} bytes; a secret file holds at most {MAX_SECRET_FILE_BYTES}",
+                    metadata.len()
+                ));
+            }
+            std::fs::read_to_string(file)
+                .map(|text| {
+                    let text = text.strip_suffix('\n').unwrap_or(&text);
+                    text.strip_suffix('\r').unwrap_or(text).to_string()
+                })
+                .map_err(|error| format!("cannot read `{display}`: {error}"))
+        }
     }
 }
+
+/// The largest secret file read, in bytes.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 /// Service and API ids appear in response headers and log lines, so they are kept to a
 /// character set that needs no escaping in either.

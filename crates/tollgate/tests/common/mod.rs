@@ -37,6 +37,14 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway on `yaml`, listening on a free port of 127.0.0.1.
     pub async fn start(yaml: &str) -> TestGateway {
+        TestGateway::start_with_clock(yaml, Arc::new(tollgate::clock::SystemClock)).await
+    }
+
+    /// Starts a gateway whose signature windows and rate-limit seconds read `clock`.
+    pub async fn start_with_clock(
+        yaml: &str,
+        clock: Arc<dyn tollgate::clock::Clock>,
+    ) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("gateway.yaml");
         std::fs::write(&config_path, with_test_listener(yaml)).unwrap();
@@ -44,7 +52,7 @@ impl TestGateway {
             Ok(config) => config,
             Err(problems) => panic!("test config is invalid: {problems}"),
         };
-        let server = Server::start(config, Some(config_path.clone()))
+        let server = Server::start_with_clock(config, Some(config_path.clone()), clock)
             .await
             .unwrap();
         let addr = server.local_addrs()[0];
