@@ -36,7 +36,7 @@ enum Command {
     /// Print the JSON Schema of the configuration file.
     Schema,
     /// Sign a request for a key-pair API: print its headers and a curl command.
-    Sign(SignArgs),
+    Sign(Box<SignArgs>),
 }
 
 #[derive(clap::Args)]
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn sign(args: SignArgs) -> anyhow::Result<()> {
+fn sign(args: Box<SignArgs>) -> anyhow::Result<()> {
     use tollgate::auth::sign::{curl_command, sign_request, SignRequest};
     use tollgate::auth::signature::Algorithm;
 
