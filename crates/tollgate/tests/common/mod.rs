@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tollgate::server::Server;
 
 pub mod process;
+pub mod redis;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type TestBody = BoxBody<Bytes, BoxError>;
