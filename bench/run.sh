@@ -2,7 +2,9 @@
 # Tollgate against nginx, side by side on this machine.
 #
 # Starts a trivial backend (nginx answering `200 hello` itself), then drives with wrk, one
-# after the other: the backend directly, nginx proxying to it, and Tollgate proxying to it.
+# after the other: the backend directly, nginx proxying to it, Tollgate proxying to it, and
+# Tollgate proxying a key-pair API, verifying an HMAC-SHA256 signature and counting the
+# request under a usage plan (rate limit and quota) on every request.
 # Both proxies get one worker pinned to the same core, pooled keep-alive connections to the
 # backend, and no access log. The backend and wrk share the other core.
 #
@@ -108,7 +110,30 @@ services:
         path: /
         method: ANY
         backend: { type: http, url: "http://127.0.0.1:$backend_port" }
+      - id: api-bench002
+        name: signed
+        path: /signed
+        method: ANY
+        auth: SECRET
+        backend: { type: http, url: "http://127.0.0.1:$backend_port" }
+key_pairs:
+  - { secret_id: AKIDbench001, secret_key: { env: BENCH_SECRET_KEY } }
+usage_plans:
+  - id: plan-bench
+    requests_per_second: 2000000
+    quota: 99999999
+    key_pairs: [AKIDbench001]
+    bindings: [{ service: service-bench001, environment: release }]
+counters: { store: local, quota_file: "$work/quota.json" }
 EOF
+export BENCH_SECRET_KEY=bench-secret-key-0001
+# A signed `Date` is not checked against the clock, so one set of headers serves the run.
+signed_headers=()
+while IFS= read -r line; do
+    [ -z "$line" ] && break
+    signed_headers+=(-H "$line")
+done < <("$tollgate" sign --secret-id AKIDbench001 --secret-key-env BENCH_SECRET_KEY \
+    --date-header date -H "Source: bench")
 
 taskset -c "$load_core" nginx -c "$work/backend/nginx.conf" -e "$work/backend/error.log" &
 pids+=($!)
@@ -124,14 +149,16 @@ cpu_ticks() {
 }
 
 # Runs wrk on a URL and prints "rps p50_ms p99_ms user_us_per_request kernel_us_per_request"
-# with the CPU figures taken from process $2.
+# with the CPU figures taken from process $2; further arguments go to wrk.
 measure() {
-    taskset -c "$load_core" wrk -t1 -c"$connections" -d2s "$1" >/dev/null
-    read -r user0 kernel0 < <(cpu_ticks "$2")
-    taskset -c "$load_core" wrk -t1 -c"$connections" -d"${seconds}s" --latency "$1" >"$work/wrk.out"
-    read -r user1 kernel1 < <(cpu_ticks "$2")
+    local url=$1 pid=$2
+    shift 2
+    taskset -c "$load_core" wrk -t1 -c"$connections" -d2s "$@" "$url" >/dev/null
+    read -r user0 kernel0 < <(cpu_ticks "$pid")
+    taskset -c "$load_core" wrk -t1 -c"$connections" -d"${seconds}s" --latency "$@" "$url" >"$work/wrk.out"
+    read -r user1 kernel1 < <(cpu_ticks "$pid")
     if grep -q "Non-2xx" "$work/wrk.out"; then
-        echo "non-2xx answers from $1:" >&2
+        echo "non-2xx answers from $url:" >&2
         cat "$work/wrk.out" >&2
         exit 1
     fi
@@ -172,10 +199,13 @@ for round in $(seq "$rounds"); do
     measure "http://127.0.0.1:$backend_port$path" "$backend_pid" >>"$work/direct"
     measure "http://127.0.0.1:$nginx_port$path" "$nginx_pid" >>"$work/nginx"
     measure "http://127.0.0.1:$tollgate_port$path" "$tollgate_pid" >>"$work/tollgate"
+    measure "http://127.0.0.1:$tollgate_port/release/signed" "$tollgate_pid" \
+        "${signed_headers[@]}" >>"$work/signed"
 done
 read -r direct_rps direct_p50 direct_p99 direct_user direct_kernel < <(medians "$work/direct")
 read -r nginx_rps nginx_p50 nginx_p99 nginx_user nginx_kernel < <(medians "$work/nginx")
 read -r tollgate_rps tollgate_p50 tollgate_p99 tollgate_user tollgate_kernel < <(medians "$work/tollgate")
+read -r signed_rps signed_p50 signed_p99 signed_user signed_kernel < <(medians "$work/signed")
 
 echo
 echo "wrk -t1 -c$connections -d${seconds}s, median of $rounds rounds;" \
@@ -188,6 +218,9 @@ printf '|%s|%s|%s|%s|%s|%s|\n' ------------------ ----------- ---------- -------
 row "backend direct" "$direct_rps" "$direct_p50" "$direct_p99" "$direct_user" "$direct_kernel"
 row "nginx proxy" "$nginx_rps" "$nginx_p50" "$nginx_p99" "$nginx_user" "$nginx_kernel"
 row "tollgate proxy" "$tollgate_rps" "$tollgate_p50" "$tollgate_p99" "$tollgate_user" "$tollgate_kernel"
+row "tollgate key pair" "$signed_rps" "$signed_p50" "$signed_p99" "$signed_user" "$signed_kernel"
 echo
 awk -v t="$tollgate_rps" -v n="$nginx_rps" -v tp="$tollgate_p99" -v np="$nginx_p99" \
     'BEGIN { printf "tollgate/nginx: requests per second %.2f, p99 latency %.2f\n", t / n, tp / np }'
+awk -v s="$signed_rps" -v t="$tollgate_rps" \
+    'BEGIN { printf "key pair + usage plan / plain tollgate proxy: requests per second %.2f\n", s / t }'

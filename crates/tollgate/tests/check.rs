@@ -118,6 +118,59 @@ fn check_rejects_unusable_backend_paths_mock_headers_and_ids() {
     assert!(stderr.contains("5 problems"), "{stderr}");
 }
 
+const BAD_PLANS: &str = r#"key_pairs:
+  - { secret_id: AKIDshared01, secret_key: sharedsecret01 }
+  - { secret_id: bad id, secret_key: short }
+usage_plans:
+  - id: plan-a
+    quota: 0
+    key_pairs: [AKIDshared01, AKIDmissing1]
+    bindings:
+      - { service: service-plan0001, environment: release }
+  - id: plan-b
+    key_pairs: [AKIDshared01]
+    bindings:
+      - { service: service-plan0001, environment: release }
+      - { service: service-plan0001, environment: release, apis: [api-plan00001] }
+      - { service: service-nowhere1, environment: release }
+      - { service: service-plan0001, environment: prepub }
+counters: { store: redis, url: "http://not-redis" }
+services:
+  - id: service-plan0001
+    name: plans
+    default_domains: [plans.example.com]
+    environments:
+      release: { requests_per_second: 0, api_requests_per_second: { api-ghost00001: 5 } }
+    apis:
+      - { id: api-plan00001, name: one, path: /one, auth: SECRET, backend: { type: mock } }
+"#;
+
+#[test]
+fn check_rejects_what_the_product_rejects_at_bind_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plans.yaml");
+    std::fs::write(&file, BAD_PLANS).unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok, "check accepted a broken file");
+    let expected = [
+        "key_pairs[1].secret_id: the secret id `bad id` must be 5 to 50 letters",
+        "key_pairs[1].secret_key: the secret key must be 10 to 50 letters",
+        "usage_plans[0].quota: 0 is not allowed: use -1 for no limit, or a positive number",
+        "usage_plans[0].key_pairs[1]: no key pair has the secret id `AKIDmissing1`",
+        "usage_plans[1].bindings[0]: the key pair `AKIDshared01` already reaches `release` through the plan `plan-a`",
+        "usage_plans[1].bindings[1]: the service `service-plan0001` already has environment-level plan bindings",
+        "usage_plans[1].bindings[2].service: no service has the id `service-nowhere1`",
+        "usage_plans[1].bindings[3].environment: the service `service-plan0001` is not published to `prepub`",
+        "counters.url: not a Redis URL",
+        "services[0].environments.release.requests_per_second: 0 would refuse every request",
+        "services[0].environments.release.api_requests_per_second.api-ghost00001: no API of this service has the id `api-ghost00001`",
+    ];
+    for line in expected {
+        assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
+    }
+    assert!(stderr.contains(&format!("{} problems", expected.len())), "{stderr}");
+}
+
 #[test]
 fn check_reports_yaml_syntax_errors_with_a_line() {
     let dir = tempfile::tempdir().unwrap();
