@@ -128,12 +128,13 @@ counters: { store: local, quota_file: "$work/quota.json" }
 EOF
 export BENCH_SECRET_KEY=bench-secret-key-0001
 # A signed `Date` is not checked against the clock, so one set of headers serves the run.
+sign_output=$("$tollgate" sign --secret-id AKIDbench001 --secret-key-env BENCH_SECRET_KEY \
+    --date-header date -H "Source: bench")
 signed_headers=()
 while IFS= read -r line; do
     [ -z "$line" ] && break
     signed_headers+=(-H "$line")
-done < <("$tollgate" sign --secret-id AKIDbench001 --secret-key-env BENCH_SECRET_KEY \
-    --date-header date -H "Source: bench")
+done <<<"$sign_output"
 
 taskset -c "$load_core" nginx -c "$work/backend/nginx.conf" -e "$work/backend/error.log" &
 pids+=($!)

@@ -28,7 +28,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to.
+/// A clock that moves only when set or advanced.
 #[derive(Debug)]
 pub struct ManualClock {
     now: Mutex<SystemTime>,

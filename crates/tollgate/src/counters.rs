@@ -39,7 +39,7 @@ pub struct PlanCounters<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
     pub limit: u64,
-    /// What is left after this request; 0 when refused.
+    /// The count left after this request, 0 when rejected.
     pub remaining: u64,
 }
 
@@ -52,7 +52,7 @@ impl Usage {
     }
 }
 
-/// Why a request was refused.
+/// The reason a request was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     RateLimited,

@@ -13,6 +13,12 @@ use http::StatusCode;
 /// A gateway-made error: a status and the product's exact message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
+    // 400: Tollgate's own; the product documents no response for a broken request body.
+    /// The client's request body was malformed (a bad chunk) or ended before its declared
+    /// length while it was sent to the backend.
+    #[error("Bad Request.")]
+    BadRequestBody,
+
     // 401: key-pair (HMAC) authentication.
     #[error("HMAC apikey is invalid for API.")]
     HmacApiKeyInvalidForApi,
@@ -199,6 +205,7 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         let code = match self {
+            BadRequestBody => 400,
             HmacApiKeyInvalidForApi
             | HmacXDateRequired
             | HmacXDateOutOfDate

@@ -164,19 +164,29 @@ fn sign(args: Box<SignArgs>) -> anyhow::Result<()> {
         request_target: args.sign_request_target.then_some(target.as_str()),
         body: body.as_deref(),
     });
-    for (name, value) in &signed {
-        println!("{name}: {value}");
-    }
-    println!();
     let body_file = args
         .body_file
         .as_ref()
         .map(|file| file.display().to_string());
-    println!(
-        "{}",
-        curl_command(&args.method, &args.url, &signed, body_file.as_deref())
-    );
-    Ok(())
+    let mut text = String::new();
+    for (name, value) in &signed {
+        text.push_str(&format!("{name}: {value}\n"));
+    }
+    text.push('\n');
+    text.push_str(&curl_command(
+        &args.method,
+        &args.url,
+        &signed,
+        body_file.as_deref(),
+    ));
+    text.push('\n');
+    // A reader that stops early, such as `head`, is not an error.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("cannot write to standard output")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check(path: &Path) -> ExitCode {

@@ -237,7 +237,7 @@ impl Gateway {
 
         let now = self.clock.now();
         let plan = access::identify(snapshot, published, &parts, now)?;
-        if let Some(identified) = &plan.key {
+        if let (true, Some(identified)) = (record.enabled, &plan.key) {
             record.secret_id = Some(identified.key.secret_id.clone());
         }
 
@@ -345,6 +345,10 @@ fn log_backend_failure(
         GatewayError::BodyTooLarge => tracing::info!(
             request_id = %record.request_id, api = %api.id, backend = address,
             "request body over the limit; backend request cancelled"
+        ),
+        GatewayError::BadRequestBody => tracing::info!(
+            request_id = %record.request_id, api = %api.id, backend = address,
+            cause = %failure.cause, "the client's request body failed; backend request cancelled"
         ),
         _ => match backend.failure_log.allow() {
             Some(held_back) => tracing::warn!(

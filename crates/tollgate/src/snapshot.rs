@@ -14,6 +14,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme as UriScheme};
 use http::{Method, StatusCode, Uri};
 
+use crate::auth::signature::SigningKey;
 use crate::config::{
     self, ApiConfig, ApiMethod, AuthType, BackendConfig, Config, EmptyPathRule, EnvironmentName,
     FrontendProtocol, HostHeader, KeyPairApiConfig, ParameterPosition,
@@ -39,7 +40,7 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct KeyPair {
     pub secret_id: String,
-    pub secret_key: Vec<u8>,
+    pub signing_key: SigningKey,
     pub enabled: bool,
     /// Each plan holding the key, by index into [`Snapshot::plans`], with the name its
     /// counters are kept under.
@@ -242,7 +243,7 @@ impl Snapshot {
                 key.secret_id.clone(),
                 KeyPair {
                     secret_id: key.secret_id.clone(),
-                    secret_key: secret.into_bytes(),
+                    signing_key: SigningKey::new(secret.as_bytes()),
                     enabled: key.enabled,
                     plans,
                 },

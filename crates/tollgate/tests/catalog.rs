@@ -9,6 +9,7 @@ fn s(text: &str) -> String {
 #[test]
 fn every_catalog_entry_renders_exactly() {
     let cases: Vec<(GatewayError, u16, &str)> = vec![
+        (BadRequestBody, 400, r#"{"message":"Bad Request."}"#),
         (
             HmacApiKeyInvalidForApi,
             401,
@@ -336,7 +337,7 @@ fn every_catalog_entry_renders_exactly() {
     }
     assert_eq!(
         cases.len(),
-        71,
+        72,
         "a catalog entry is missing from this table"
     );
 }
@@ -345,7 +346,8 @@ fn every_catalog_entry_renders_exactly() {
 #[allow(dead_code)]
 fn table_covers(error: GatewayError) {
     match error {
-        HmacApiKeyInvalidForApi
+        BadRequestBody
+        | HmacApiKeyInvalidForApi
         | HmacXDateRequired
         | HmacXDateOutOfDate
         | HmacDateRequired

@@ -41,7 +41,12 @@ services:
 
 fn signed_headers(now: SystemTime) -> Vec<(&'static str, String)> {
     let date = http_date(now);
-    let value = authorization(ID, KEY.as_bytes(), Algorithm::HmacSha1, &[("x-date", &date)]);
+    let value = authorization(
+        ID,
+        KEY.as_bytes(),
+        Algorithm::HmacSha1,
+        &[("x-date", &date)],
+    );
     vec![("x-date", date), ("authorization", value)]
 }
 
@@ -70,7 +75,11 @@ async fn embedded_store_keeps_used_quota_across_a_restart() {
     let quota_file = state.path().join("quota.json");
     let yaml = format!(
         "server:\n  listen: [\"127.0.0.1:0\"]\n  log_format: json\n{}",
-        config(-1, 3, &format!("{{ store: local, quota_file: '{}' }}", quota_file.display()))
+        config(
+            -1,
+            3,
+            &format!("{{ store: local, quota_file: '{}' }}", quota_file.display())
+        )
     );
 
     let mut gateway = GatewayProcess::start(&yaml).await;
@@ -120,8 +129,13 @@ async fn two_gateways_share_one_rate_limit_and_one_quota_on_redis() {
     assert_eq!(answers[0].0, 200);
     assert_eq!(answers[1].0, 200);
     assert_eq!(answers[1].2.as_deref(), Some("5/0"));
-    assert_eq!((answers[2].0, answers[2].1.as_str()), (429, error_body("API quota exceeded.").as_str()));
-    assert!(redis.cli(&["keys", "tollgate:*"]).contains("tollgate:{plan:plan-count:key:AKIDcount001}:quota"));
+    assert_eq!(
+        (answers[2].0, answers[2].1.as_str()),
+        (429, error_body("API quota exceeded.").as_str())
+    );
+    assert!(redis
+        .cli(&["keys", "tollgate:*"])
+        .contains("tollgate:{plan:plan-count:key:AKIDcount001}:quota"));
 }
 
 #[tokio::test]
@@ -152,7 +166,14 @@ async fn redis_outage_serves_without_limits_and_logs_once() {
     let mut redis = RedisServer::start(dir.path());
     let yaml = format!(
         "server:\n  listen: [\"127.0.0.1:0\"]\n  log_format: json\n{}",
-        config(-1, 1000, &format!("{{ store: redis, url: '{}', timeout_ms: 500 }}", redis.url()))
+        config(
+            -1,
+            1000,
+            &format!(
+                "{{ store: redis, url: '{}', timeout_ms: 500 }}",
+                redis.url()
+            )
+        )
     );
     let gateway = GatewayProcess::start(&yaml).await;
     let (status, _, quota) = call(gateway.url("/release/"), SystemTime::now()).await;
@@ -182,11 +203,16 @@ async fn redis_outage_serves_without_limits_and_logs_once() {
         if quota.is_some() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "counting did not resume");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "counting did not resume"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     gateway
-        .wait_for_log(|line| line["message"] == "Redis answers again; limits and quotas apply again")
+        .wait_for_log(|line| {
+            line["message"] == "Redis is reachable again; limits and quotas apply again"
+        })
         .await;
 }
 
@@ -199,7 +225,10 @@ async fn redis_outage_can_reject_with_500() {
         redis.url()
     );
     let gateway = TestGateway::start(&config(-1, -1, &counters)).await;
-    assert_eq!(call(gateway.url("/release/"), SystemTime::now()).await.0, 200);
+    assert_eq!(
+        call(gateway.url("/release/"), SystemTime::now()).await.0,
+        200
+    );
     redis.stop();
     let (status, body, _) = call(gateway.url("/release/"), SystemTime::now()).await;
     assert_eq!((status, body), (500, error_body("Internal Server Error.")));

@@ -706,3 +706,42 @@ print(base64.b64encode(digest).decode())
     let answer = call(&fixture, "/release/secure", &headers).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
 }
+
+/// `tollgate sign` prints headers that the gateway accepts.
+#[tokio::test]
+async fn sign_command_output_verifies() {
+    let backend = TestBackend::echo().await;
+    let gateway = TestGateway::start(&config(&backend.url(), &UNLIMITED)).await;
+    let key_file = gateway.dir.path().join("key.txt");
+    std::fs::write(&key_file, format!("{GOOD_KEY}\n")).unwrap();
+    let url = gateway.url("/release/target/a?x=1");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["sign", "--secret-id", GOOD_ID, "--secret-key-file"])
+        .arg(&key_file)
+        .args([
+            "--algorithm",
+            "hmac-sha384",
+            "-H",
+            "Source: cli",
+            "--url",
+            &url,
+        ])
+        .arg("--sign-request-target")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (head, curl) = text.split_once("\n\n").unwrap();
+    assert!(curl.starts_with("curl -i -X 'GET' "), "{curl}");
+    let mut request = client().get(&url).header("host", HOST);
+    for line in head.lines() {
+        let (name, value) = line.split_once(": ").unwrap();
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}

@@ -500,3 +500,26 @@ async fn slow_header_read_closes_the_connection() {
     assert!(read.is_ok(), "the gateway kept a half-sent request open");
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
+
+/// A malformed chunk in the client's body is the client's fault: 400, not 502.
+#[tokio::test]
+async fn malformed_request_chunk_is_400() {
+    let backend = TestBackend::echo().await;
+    let apis = http_api("echo", "/", &backend.url(), "");
+    let gateway = TestGateway::start(&service(&apis)).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /release/x HTTP/1.1\r\nHost: gw.example.com\r\n\
+              Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(
+        response.ends_with(&error_body("Bad Request.")),
+        "{response}"
+    );
+}

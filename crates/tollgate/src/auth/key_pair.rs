@@ -45,7 +45,7 @@ pub const REQUEST_LINE: &str = "request-line";
 /// The pseudo-header that signs the method-less target: `/path?query`.
 pub const REQUEST_TARGET: &str = "@request-target";
 
-/// What an API asks of key-pair signatures.
+/// Key-pair signature requirements of one API.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KeyPairOptions {
     pub sign_request_target: bool,
@@ -99,34 +99,31 @@ pub fn verify<'s>(
     let mut digest = None;
     let mut signs_target = false;
     for name in header_list.split_ascii_whitespace() {
-        let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
-            REQUEST_LINE => {
-                if !signing.is_empty() {
-                    signing.push('\n');
-                }
-                signing.push_str(&request_line(parts));
-                signs_target = true;
-                continue;
+        if name.eq_ignore_ascii_case(REQUEST_LINE) {
+            if !signing.is_empty() {
+                signing.push('\n');
             }
-            REQUEST_TARGET => {
-                let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                push_line(&mut signing, REQUEST_TARGET, target);
-                signs_target = true;
-                continue;
-            }
-            _ => {}
+            signing.push_str(&request_line(parts));
+            signs_target = true;
+            continue;
         }
-        let value = single_header(&parts.headers, &lower)
+        if name.eq_ignore_ascii_case(REQUEST_TARGET) {
+            let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            push_line(&mut signing, REQUEST_TARGET, target);
+            signs_target = true;
+            continue;
+        }
+        let value = single_header(&parts.headers, name)
             .map_err(|_| GatewayError::HmacMultipleHeader)?
-            .ok_or_else(|| GatewayError::HmacSignedHeaderMissing(lower.clone()))?;
+            .ok_or_else(|| GatewayError::HmacSignedHeaderMissing(name.to_ascii_lowercase()))?;
         let value = String::from_utf8_lossy(value);
-        push_line(&mut signing, &lower, &value);
-        match lower.as_str() {
-            "date" => date = Some(value.into_owned()),
-            "x-date" => x_date = Some(value.into_owned()),
-            "digest" => digest = Some(value.into_owned()),
-            _ => {}
+        push_line(&mut signing, name, &value);
+        if name.eq_ignore_ascii_case("date") {
+            date = Some(value);
+        } else if name.eq_ignore_ascii_case("x-date") {
+            x_date = Some(value);
+        } else if name.eq_ignore_ascii_case("digest") {
+            digest = Some(value);
         }
     }
     if options.sign_request_target && !signs_target {
@@ -156,16 +153,21 @@ pub fn verify<'s>(
     let key = find_key(id)
         .filter(|key| key.enabled)
         .ok_or(GatewayError::HmacSignatureUnverifiable)?;
-    if !algorithm.verify(&key.secret_key, signing.as_bytes(), signature) {
+    if !key
+        .signing_key
+        .verify(algorithm, signing.as_bytes(), signature)
+    {
         return Err(GatewayError::HmacSignatureMismatch);
     }
     Ok(VerifiedKey {
         key,
-        digest: if options.require_digest { digest } else { None },
+        digest: digest
+            .filter(|_| options.require_digest)
+            .map(|value| value.into_owned()),
     })
 }
 
-/// Returns true when a `Digest` header value holds the body's SHA-256.
+/// Returns true when a `Digest` header value contains the body's SHA-256.
 pub fn body_digest_matches(digest_header: &str, body: &[u8]) -> bool {
     let expected = BASE64.encode(Sha256::digest(body));
     digest_header.split(',').any(|item| {
@@ -183,8 +185,12 @@ fn request_line(parts: &Parts) -> String {
     format!("{} {target} {:?}", parts.method, parts.version)
 }
 
-/// Returns a header's only value; `Err` when it is sent more than once.
+/// Returns a header's only value; `Err` when it is sent more than once. A name that is not a
+/// valid header name is absent.
 fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h [u8]>, ()> {
+    let Ok(name) = http::header::HeaderName::from_bytes(name.as_bytes()) else {
+        return Ok(None);
+    };
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {

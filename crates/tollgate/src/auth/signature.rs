@@ -85,6 +85,53 @@ impl Algorithm {
     }
 }
 
+/// HMAC states keyed once with a secret key, so that each signature costs a clone instead of
+/// hashing the key again.
+#[derive(Clone)]
+pub struct SigningKey {
+    sha1: Hmac<sha1::Sha1>,
+    sha256: Hmac<sha2::Sha256>,
+    sha384: Hmac<sha2::Sha384>,
+    sha512: Hmac<sha2::Sha512>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+impl SigningKey {
+    pub fn new(key: &[u8]) -> SigningKey {
+        let keyed = "HMAC takes keys of any length";
+        SigningKey {
+            sha1: KeyInit::new_from_slice(key).expect(keyed),
+            sha256: KeyInit::new_from_slice(key).expect(keyed),
+            sha384: KeyInit::new_from_slice(key).expect(keyed),
+            sha512: KeyInit::new_from_slice(key).expect(keyed),
+        }
+    }
+
+    /// Checks a Base64 signature of `message` in constant time. A signature that is not
+    /// Base64 does not match.
+    pub fn verify(&self, algorithm: Algorithm, message: &[u8], signature: &str) -> bool {
+        let Ok(expected) = BASE64.decode(signature) else {
+            return false;
+        };
+        fn run<M: Mac + Clone>(keyed: &M, message: &[u8], tag: &[u8]) -> bool {
+            let mut mac = keyed.clone();
+            mac.update(message);
+            mac.verify_slice(tag).is_ok()
+        }
+        match algorithm {
+            Algorithm::HmacSha1 => run(&self.sha1, message, &expected),
+            Algorithm::HmacSha256 => run(&self.sha256, message, &expected),
+            Algorithm::HmacSha384 => run(&self.sha384, message, &expected),
+            Algorithm::HmacSha512 => run(&self.sha512, message, &expected),
+        }
+    }
+}
+
 /// Appends one signed line, `name: value`, with `name` lower-cased, to a signing string.
 pub fn push_line(out: &mut String, name: &str, value: &str) {
     if !out.is_empty() {
@@ -154,6 +201,24 @@ mod tests {
             Algorithm::HmacSha1.sign(KEY, x_date.as_bytes()),
             "NI05zGaK4h8BfAh6EQ05ZJ2vG4k="
         );
+    }
+
+    #[test]
+    fn keyed_states_verify_like_fresh_ones() {
+        let key = SigningKey::new(KEY);
+        let message = b"x-date: Mon, 19 Mar 2018 12:08:40 GMT";
+        for algorithm in Algorithm::ALL {
+            let signature = algorithm.sign(KEY, message);
+            assert!(key.verify(algorithm, message, &signature), "{algorithm:?}");
+            assert!(
+                key.verify(algorithm, message, &signature),
+                "reused {algorithm:?}"
+            );
+            assert!(
+                !key.verify(algorithm, b"other", &signature),
+                "{algorithm:?}"
+            );
+        }
     }
 
     #[test]

@@ -130,6 +130,8 @@ impl HttpClient {
                 let error_chain = describe(&error);
                 let gateway_error = if is_length_limit(&error) {
                     GatewayError::BodyTooLarge
+                } else if is_request_body_error(&error) {
+                    GatewayError::BadRequestBody
                 } else {
                     GatewayError::BadGateway
                 };
@@ -358,6 +360,23 @@ fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(error) = current {
         if error.is::<LengthLimitError>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// Returns true when the client's request body failed while it was sent on, such as a
+/// malformed chunk or a connection closed before the declared length: the client's fault,
+/// not the backend's.
+fn is_request_body_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+        {
             return true;
         }
         current = error.source();

@@ -153,14 +153,14 @@ impl RedisStore {
             Ok(Ok(values)) => Ok(values),
             Ok(Err(error)) => Err(StoreError(error.to_string())),
             Err(_) => Err(StoreError(format!(
-                "no answer within {} ms",
+                "no response within {} ms",
                 self.timeout.as_millis()
             ))),
         };
         match &result {
             Ok(_) => {
                 if self.down.swap(false, Ordering::Relaxed) {
-                    tracing::warn!("Redis answers again; limits and quotas apply again");
+                    tracing::warn!("Redis is reachable again; limits and quotas apply again");
                 }
             }
             Err(error) => {
@@ -173,7 +173,7 @@ impl RedisStore {
                     };
                     tracing::error!(
                         %error,
-                        "Redis is unreachable; {effect} until it answers again"
+                        "Redis is unreachable; {effect} until it is reachable again"
                     );
                 }
             }

@@ -1,4 +1,4 @@
-//! Who is calling, and whether their limits let the request through.
+//! Caller identification and the rate and quota checks of one request.
 
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::request::Parts;

@@ -48,7 +48,11 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -122,7 +126,10 @@ impl RedisCluster {
         let deadline = Instant::now() + Duration::from_secs(20);
         for node in &nodes {
             while !node.cli(&["cluster", "info"]).contains("cluster_state:ok") {
-                assert!(Instant::now() < deadline, "the cluster did not become ready");
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not become ready"
+                );
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
