@@ -433,6 +433,13 @@ pub struct ApiConfig {
     /// Stronger key-pair signatures, beyond the product; for `auth: SECRET` only.
     #[serde(default)]
     pub key_pair: KeyPairApiConfig,
+    /// Makes this API an OAuth authorization API: it fronts the authorization server (its
+    /// backend), and these settings verify the tokens of the business APIs that name it.
+    #[serde(default)]
+    pub oauth: Option<OauthConfig>,
+    /// On an `auth: OAUTH` business API: its authorization API and what reaches the backend.
+    #[serde(default)]
+    pub oauth_business: Option<OauthBusinessConfig>,
     /// Whether CORS is enabled for this API.
     #[serde(default)]
     pub cors: bool,
@@ -503,6 +510,82 @@ pub struct KeyPairApiConfig {
     /// The signature must cover a `Digest: SHA-256=<Base64>` header, and the body must match
     /// it. The gateway reads the whole body (up to the body limit) before forwarding it.
     pub require_digest: bool,
+}
+
+/// Token verification settings of an OAuth authorization API.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OauthConfig {
+    /// The public key as a JWK (`{"kty":"RSA","e":"AQAB","n":"..."}`) or a JWK set
+    /// (`{"keys":[...]}`), as JSON text, inline or from a file. Keys in a set are chosen by
+    /// the token's `kid`.
+    #[serde(default)]
+    pub public_key: Option<SecretValue>,
+    /// An `http://` URL serving a JWK set, fetched at start and every `jwks_refresh_secs`; the
+    /// last good set is kept when a fetch fails. Used with or instead of `public_key`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Seconds between fetches of `jwks_url`.
+    #[serde(default = "default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
+    /// Where business APIs find the token: `method.req.header.authorization` (the default;
+    /// `Authorization: Bearer id_token="<jwt>"` or `Bearer <jwt>`) or
+    /// `method.req.header.cookie` (the `id_token` cookie). Any other value answers the
+    /// business APIs' requests with 481 `Oauth id_token location forbidden.`.
+    #[serde(default = "default_token_location")]
+    pub token_location: String,
+    /// Where a browser without a token is sent, with 302, to log in.
+    #[serde(default)]
+    pub login_redirect_url: Option<String>,
+    /// The `iss` a token must carry; not checked when absent.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// An `aud` a token must carry; not checked when absent.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Seconds of clock difference allowed when checking `exp` and `nbf`.
+    #[serde(default = "default_leeway_secs")]
+    pub leeway_secs: u64,
+    /// Verified tokens kept, until they expire, so a token is verified once; 0 turns the
+    /// cache off.
+    #[serde(default = "default_token_cache_entries")]
+    pub token_cache_entries: usize,
+}
+
+fn default_jwks_refresh_secs() -> u64 {
+    300
+}
+
+fn default_token_location() -> String {
+    "method.req.header.authorization".to_string()
+}
+
+fn default_leeway_secs() -> u64 {
+    30
+}
+
+fn default_token_cache_entries() -> usize {
+    10_000
+}
+
+/// What an `auth: OAUTH` business API verifies against and forwards.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OauthBusinessConfig {
+    /// Id of the authorization API, in the same service, whose settings verify tokens.
+    pub authorization_api: String,
+    /// Claims sent to the backend, as claim name to header name. The headers are removed
+    /// from the client's request first, so a client cannot set them.
+    #[serde(default = "default_claim_headers")]
+    pub claim_headers: BTreeMap<String, String>,
+    /// Removes the token (the `Authorization` header, or the `id_token` cookie) before the
+    /// request goes to the backend.
+    #[serde(default)]
+    pub strip_token: bool,
+}
+
+fn default_claim_headers() -> BTreeMap<String, String> {
+    BTreeMap::from([("sub".to_string(), "X-Oauth-Subject".to_string())])
 }
 
 /// A declared request parameter.
