@@ -4,7 +4,9 @@
 # Starts a trivial backend (nginx answering `200 hello` itself), then drives with wrk, one
 # after the other: the backend directly, nginx proxying to it, Tollgate proxying to it, and
 # Tollgate proxying a key-pair API, verifying an HMAC-SHA256 signature and counting the
-# request under a usage plan (rate limit and quota) on every request.
+# request under a usage plan (rate limit and quota) on every request, and Tollgate proxying an
+# OAuth business API: an RS256 id_token verified on every request (token cache off), and the
+# same token with the cache of verified tokens on.
 # Both proxies get one worker pinned to the same core, pooled keep-alive connections to the
 # backend, and no access log. The backend and wrk share the other core.
 #
@@ -28,6 +30,10 @@ if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
     echo "installing nginx-light and wrk" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+fi
+if ! python3 -c "import jwt, cryptography" 2>/dev/null; then
+    echo "installing PyJWT and cryptography" >&2
+    python3 -m pip install --quiet pyjwt cryptography
 fi
 
 cargo build --release --locked -p tollgate >&2
@@ -124,8 +130,39 @@ usage_plans:
     quota: 99999999
     key_pairs: [AKIDbench001]
     bindings: [{ service: service-bench001, environment: release }]
+      - id: api-bench003
+        name: oauth
+        path: /oauth/token
+        backend: { type: mock }
+        oauth: { public_key: { file: "$work/jwks.json" }, token_cache_entries: 0 }
+      - id: api-bench004
+        name: verified
+        path: /verified
+        method: ANY
+        auth: OAUTH
+        oauth_business: { authorization_api: api-bench003 }
+        backend: { type: http, url: "http://127.0.0.1:$backend_port" }
+      - id: api-bench005
+        name: oauth-cached
+        path: /oauth/cached
+        backend: { type: mock }
+        oauth: { public_key: { file: "$work/jwks.json" } }
+      - id: api-bench006
+        name: cached
+        path: /cached
+        method: ANY
+        auth: OAUTH
+        oauth_business: { authorization_api: api-bench005 }
+        backend: { type: http, url: "http://127.0.0.1:$backend_port" }
 counters: { store: local, quota_file: "$work/quota.json" }
 EOF
+# An RS256 key pair and a token valid for two hours, made by PyJWT.
+exp=$(($(date +%s) + 7200))
+echo "[{\"name\": \"bench\", \"alg\": \"RS256\", \"kid\": \"rsa-1\", \"claims\": {\"sub\": \"bench\", \"exp\": $exp}}]" |
+    python3 crates/tollgate/tests/fixtures/make_tokens.py >"$work/tokens.json"
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(json.dumps(d["jwks_a"]))' \
+    "$work/tokens.json" >"$work/jwks.json"
+token=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["tokens"]["bench"])' "$work/tokens.json")
 export BENCH_SECRET_KEY=bench-secret-key-0001
 # A signed `Date` is not checked against the clock, so one set of headers serves the run.
 sign_output=$("$tollgate" sign --secret-id AKIDbench001 --secret-key-env BENCH_SECRET_KEY \
@@ -202,26 +239,36 @@ for round in $(seq "$rounds"); do
     measure "http://127.0.0.1:$tollgate_port$path" "$tollgate_pid" >>"$work/tollgate"
     measure "http://127.0.0.1:$tollgate_port/release/signed" "$tollgate_pid" \
         "${signed_headers[@]}" >>"$work/signed"
+    measure "http://127.0.0.1:$tollgate_port/release/verified" "$tollgate_pid" \
+        -H "Authorization: Bearer $token" >>"$work/verified"
+    measure "http://127.0.0.1:$tollgate_port/release/cached" "$tollgate_pid" \
+        -H "Authorization: Bearer $token" >>"$work/cached"
 done
 read -r direct_rps direct_p50 direct_p99 direct_user direct_kernel < <(medians "$work/direct")
 read -r nginx_rps nginx_p50 nginx_p99 nginx_user nginx_kernel < <(medians "$work/nginx")
 read -r tollgate_rps tollgate_p50 tollgate_p99 tollgate_user tollgate_kernel < <(medians "$work/tollgate")
 read -r signed_rps signed_p50 signed_p99 signed_user signed_kernel < <(medians "$work/signed")
+read -r verified_rps verified_p50 verified_p99 verified_user verified_kernel < <(medians "$work/verified")
+read -r cached_rps cached_p50 cached_p99 cached_user cached_kernel < <(medians "$work/cached")
 
 echo
 echo "wrk -t1 -c$connections -d${seconds}s, median of $rounds rounds;" \
     "proxies pinned to core $proxy_core, wrk and backend on core $load_core"
 echo "$(nproc) cores, $(uname -r), $(nginx -v 2>&1 | sed 's/.*: //'), $("$tollgate" --version)"
 echo
-row() { printf '| %-16s | %9s | %8s | %8s | %12s | %14s |\n' "$@"; }
+row() { printf '| %-20s | %9s | %8s | %8s | %12s | %14s |\n' "$@"; }
 row target "req/s" "p50 ms" "p99 ms" "user µs/req" "kernel µs/req"
-printf '|%s|%s|%s|%s|%s|%s|\n' ------------------ ----------- ---------- ---------- -------------- ----------------
+printf '|%s|%s|%s|%s|%s|%s|\n' ---------------------- ----------- ---------- ---------- -------------- ----------------
 row "backend direct" "$direct_rps" "$direct_p50" "$direct_p99" "$direct_user" "$direct_kernel"
 row "nginx proxy" "$nginx_rps" "$nginx_p50" "$nginx_p99" "$nginx_user" "$nginx_kernel"
 row "tollgate proxy" "$tollgate_rps" "$tollgate_p50" "$tollgate_p99" "$tollgate_user" "$tollgate_kernel"
 row "tollgate key pair" "$signed_rps" "$signed_p50" "$signed_p99" "$signed_user" "$signed_kernel"
+row "tollgate RS256" "$verified_rps" "$verified_p50" "$verified_p99" "$verified_user" "$verified_kernel"
+row "tollgate RS256 cached" "$cached_rps" "$cached_p50" "$cached_p99" "$cached_user" "$cached_kernel"
 echo
 awk -v t="$tollgate_rps" -v n="$nginx_rps" -v tp="$tollgate_p99" -v np="$nginx_p99" \
     'BEGIN { printf "tollgate/nginx: requests per second %.2f, p99 latency %.2f\n", t / n, tp / np }'
 awk -v s="$signed_rps" -v t="$tollgate_rps" \
     'BEGIN { printf "key pair + usage plan / plain tollgate proxy: requests per second %.2f\n", s / t }'
+awk -v v="$verified_rps" -v c="$cached_rps" -v t="$tollgate_rps" \
+    'BEGIN { printf "RS256 every request / plain: %.2f; RS256 cached / plain: %.2f\n", v / t, c / t }'

@@ -14,6 +14,7 @@ pub mod config;
 pub mod counters;
 pub mod error;
 pub mod log_throttle;
+pub mod oauth;
 pub mod pipeline;
 pub mod route;
 pub mod server;

@@ -241,6 +241,15 @@ impl Gateway {
             record.secret_id = Some(identified.key.secret_id.clone());
         }
 
+        if let Some(business) = &published.oauth {
+            let now = self.clock.unix_second();
+            if let Some(redirect) =
+                access::authorize_oauth(business, &mut parts, now, &record.request_id)?
+            {
+                return Ok(redirect);
+            }
+        }
+
         let extra_query = params::apply(api, &mut parts)?;
         if let Some(limit) = snapshot.max_body_bytes {
             let declared = parts
@@ -318,7 +327,20 @@ impl Gateway {
                         record.upstream_time = Some(answer.upstream_time);
                         Ok(answer.response.map(ResponseBody::backend))
                     }
-                    Err(failure) => Err(log_backend_failure(record, api, backend, failure)),
+                    Err(failure) => {
+                        let error = log_backend_failure(record, api, backend, failure);
+                        // The authorization server of an authorization API failing is an
+                        // OAuth error, as the product reports it.
+                        let server_failed = matches!(
+                            error,
+                            GatewayError::BadGateway | GatewayError::GatewayTimeout
+                        );
+                        if api.oauth_provider.is_some() && server_failed {
+                            Err(GatewayError::OauthCallAuthServerFailed)
+                        } else {
+                            Err(error)
+                        }
+                    }
                 }
             }
         }

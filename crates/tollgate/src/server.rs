@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, LimitsConfig, Scheme};
 use crate::counters::Counters;
+use crate::oauth;
 use crate::pipeline::{ConnectionInfo, Gateway};
 use crate::snapshot::Snapshot;
 
@@ -62,6 +63,10 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Server> {
         let snapshot = Snapshot::compile(&config).context("cannot compile the configuration")?;
+        snapshot
+            .oauth_verifiers
+            .iter()
+            .for_each(oauth::spawn_refresh);
         let counters = Arc::new(Counters::open(&config.counters)?);
         if let Some(file) = counters.quota_file() {
             tracing::info!(quota_file = %file.display(), "counting quota locally");
@@ -192,6 +197,10 @@ impl Reloader {
         })
         .await
         .context("the reload task failed")??;
+        snapshot
+            .oauth_verifiers
+            .iter()
+            .for_each(oauth::spawn_refresh);
         self.gateway.swap(snapshot);
         let apis: usize = config.services.iter().map(|s| s.apis.len()).sum();
         tracing::info!(

@@ -20,6 +20,7 @@ use crate::config::{
     FrontendProtocol, HostHeader, KeyPairApiConfig, ParameterPosition,
 };
 use crate::log_throttle::LogThrottle;
+use crate::oauth::OauthVerifier;
 use crate::route::{PathPattern, PathTemplate, Router, RouterBuilder};
 
 /// Everything a request needs from the configuration.
@@ -34,6 +35,8 @@ pub struct Snapshot {
     pub plans: Vec<UsagePlan>,
     /// How far a signed `X-Date` may be from the gateway's clock.
     pub x_date_window: Duration,
+    /// The verifiers of every OAuth authorization API, for starting their JWK set fetches.
+    pub oauth_verifiers: Vec<Arc<OauthVerifier>>,
 }
 
 /// A key pair, with the plans that hold it.
@@ -91,6 +94,7 @@ pub struct PathMapping {
 pub struct Service {
     pub id: String,
     pub name: String,
+    pub oauth_verifiers: Vec<Arc<OauthVerifier>>,
     /// Indexed by [`EnvironmentName::index`]; `None` where the service is not published.
     pub environments: [Option<Environment>; 3],
 }
@@ -116,6 +120,24 @@ pub struct PublishedApi {
     /// The usage plans bound here, by index into [`Snapshot::plans`].
     pub plans: Arc<[usize]>,
     pub throttle: Option<Throttle>,
+    /// For `auth: OAUTH` business APIs: how their tokens are checked here.
+    pub oauth: Option<OauthBusiness>,
+}
+
+/// An OAuth business API's link to its authorization API in one environment.
+pub struct OauthBusiness {
+    pub link: OauthLink,
+    /// Claim names and the headers they are sent in.
+    pub claim_headers: Vec<(String, HeaderName)>,
+    pub strip_token: bool,
+}
+
+pub enum OauthLink {
+    /// The authorization API is not published in this environment.
+    NoRelatedApi,
+    /// The named API has no OAuth settings.
+    NoConfig,
+    Verifier(Arc<OauthVerifier>),
 }
 
 /// One API, ready to serve.
@@ -131,6 +153,8 @@ pub struct Api {
     pub backend: Backend,
     pub auth: AuthType,
     pub key_pair: KeyPairApiConfig,
+    /// For authorization APIs: the verifier of their business APIs' tokens.
+    pub oauth_provider: Option<Arc<OauthVerifier>>,
 }
 
 /// A declared header or query parameter that the gateway checks or fills in.
@@ -249,6 +273,10 @@ impl Snapshot {
                 },
             );
         }
+        let oauth_verifiers = services
+            .iter()
+            .flat_map(|service: &Service| service.oauth_verifiers.iter().cloned())
+            .collect();
         let limits = &config.server.limits;
         Ok(Snapshot {
             hosts,
@@ -258,6 +286,7 @@ impl Snapshot {
             key_pairs,
             plans,
             x_date_window: Duration::from_secs(config.key_pair_auth.x_date_window_secs),
+            oauth_verifiers,
         })
     }
 
@@ -327,6 +356,7 @@ fn compile_service(
                         per_second,
                         counter: format!("{service_counter}:api:{}", api_config.id).into(),
                     }),
+                oauth: oauth_business(service, env, &apis, api_config)?,
             };
             builder
                 .insert(&pattern, api_config.method, published)
@@ -343,11 +373,80 @@ fn compile_service(
             throttle,
         });
     }
+    let oauth_verifiers = apis
+        .iter()
+        .filter_map(|api| api.oauth_provider.clone())
+        .collect();
     Ok(Service {
         id: service.id.clone(),
         name: service.name.clone(),
+        oauth_verifiers,
         environments,
     })
+}
+
+/// Links an `auth: OAUTH` business API to its authorization API in one environment.
+fn oauth_business(
+    service: &config::ServiceConfig,
+    env: &config::EnvironmentConfig,
+    apis: &[Arc<Api>],
+    api: &ApiConfig,
+) -> anyhow::Result<Option<OauthBusiness>> {
+    if api.auth != AuthType::Oauth {
+        return Ok(None);
+    }
+    let business = api
+        .oauth_business
+        .as_ref()
+        .context("validated: OAUTH APIs name their authorization API")?;
+    let published = env
+        .apis
+        .as_ref()
+        .is_none_or(|ids| ids.contains(&business.authorization_api));
+    let provider = service
+        .apis
+        .iter()
+        .position(|other| other.id == business.authorization_api)
+        .map(|index| &apis[index]);
+    let link = match provider {
+        Some(provider) if published => match &provider.oauth_provider {
+            Some(verifier) => OauthLink::Verifier(verifier.clone()),
+            None => OauthLink::NoConfig,
+        },
+        _ => OauthLink::NoRelatedApi,
+    };
+    let claim_headers = business
+        .claim_headers
+        .iter()
+        .map(|(claim, header)| Ok((claim.clone(), HeaderName::from_bytes(header.as_bytes())?)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Some(OauthBusiness {
+        link,
+        claim_headers,
+        strip_token: business.strip_token,
+    }))
+}
+
+fn compile_oauth_provider(api: &ApiConfig) -> Option<Arc<OauthVerifier>> {
+    let config = api.oauth.as_ref()?;
+    let public_key = config.public_key.as_ref().map(config::resolve_secret);
+    let verifier = OauthVerifier::new(&api.id, config, public_key);
+    if verifier.location.is_none() {
+        tracing::warn!(
+            api = %api.id,
+            location = %config.token_location,
+            "the OAuth token location is neither method.req.header.authorization nor \
+             method.req.header.cookie; business APIs get 481 Oauth id_token location forbidden."
+        );
+    }
+    if let Some(error) = &verifier.key_error {
+        tracing::warn!(
+            api = %api.id,
+            %error,
+            "the OAuth public key cannot be used; business APIs get 481 Oauth public key error."
+        );
+    }
+    Some(Arc::new(verifier))
 }
 
 fn compile_api(api: &ApiConfig) -> anyhow::Result<Api> {
@@ -400,6 +499,7 @@ fn compile_api(api: &ApiConfig) -> anyhow::Result<Api> {
         backend,
         auth: api.auth,
         key_pair: api.key_pair.clone(),
+        oauth_provider: compile_oauth_provider(api),
     })
 }
 

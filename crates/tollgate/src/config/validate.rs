@@ -156,6 +156,27 @@ fn validate_service(
         }
         patterns.push(validate_api(api, &api_path, report));
     }
+    for (index, api) in service.apis.iter().enumerate() {
+        let Some(business) = &api.oauth_business else {
+            continue;
+        };
+        let known = service
+            .apis
+            .iter()
+            .any(|other| other.id == business.authorization_api);
+        if !known && !report.is_unparsed_api(path, &business.authorization_api) {
+            report.push(
+                format!(
+                    "{}.oauth_business.authorization_api",
+                    report.api_path(path, index)
+                ),
+                format!(
+                    "no API of this service has the id `{}`",
+                    business.authorization_api
+                ),
+            );
+        }
+    }
 
     for (name, env) in &service.environments {
         let env_path = format!("{path}.environments.{name}");
@@ -349,14 +370,9 @@ fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<Path
             ),
         );
     }
-    // NOTE: OAuth authentication, CORS and WebSocket APIs are rejected here until the
-    // gateway implements them, so that no configured protection is silently skipped.
-    if api.auth == AuthType::Oauth {
-        report.push(
-            format!("{path}.auth"),
-            "this version of Tollgate serves `auth: NONE` and `auth: SECRET` APIs only",
-        );
-    }
+    validate_oauth(api, path, report);
+    // NOTE: CORS and WebSocket APIs are rejected here until the gateway implements them, so
+    // that no configured protection is silently skipped.
     let key_pair = &api.key_pair;
     if api.auth != AuthType::Secret && (key_pair.sign_request_target || key_pair.require_digest) {
         report.push(
@@ -393,6 +409,69 @@ fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<Path
         BackendConfig::Mock(mock) => validate_mock(mock, &format!("{path}.backend"), report),
     }
     pattern
+}
+
+/// Checks the OAuth settings that cannot be answered with one of the product's 481 errors at
+/// request time. A bad token location or public key is left to those errors, and logged at
+/// load.
+fn validate_oauth(api: &ApiConfig, path: &str, report: &mut Report) {
+    match (&api.auth, &api.oauth_business) {
+        (AuthType::Oauth, None) => report.push(
+            format!("{path}.oauth_business"),
+            "an `auth: OAUTH` API needs `oauth_business.authorization_api`: the id of the \
+             authorization API whose keys verify its tokens",
+        ),
+        (AuthType::Oauth, Some(_)) | (_, None) => {}
+        (_, Some(_)) => report.push(
+            format!("{path}.oauth_business"),
+            "`oauth_business` applies to `auth: OAUTH` APIs only",
+        ),
+    }
+    if let Some(business) = &api.oauth_business {
+        for (claim, header) in &business.claim_headers {
+            if HeaderName::from_bytes(header.as_bytes()).is_err() {
+                report.push(
+                    format!("{path}.oauth_business.claim_headers.{claim}"),
+                    format!("`{header}` is not a valid header name"),
+                );
+            }
+        }
+    }
+    let Some(oauth) = &api.oauth else {
+        return;
+    };
+    if api.auth != AuthType::None {
+        report.push(
+            format!("{path}.oauth"),
+            "an authorization API is called without a token: set `auth: NONE`",
+        );
+    }
+    if oauth.public_key.is_none() && oauth.jwks_url.is_none() {
+        report.push(
+            format!("{path}.oauth"),
+            "give `public_key` (a JWK or JWK set) or `jwks_url`, or business APIs get 481 \
+             Oauth found no public key.",
+        );
+    }
+    if let Some(url) = &oauth.jwks_url {
+        match url.parse::<Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
+            _ => report.push(
+                format!("{path}.oauth.jwks_url"),
+                format!(
+                    "`{url}` is not an `http://` URL; this version fetches JWK sets over HTTP only"
+                ),
+            ),
+        }
+    }
+    if let Some(url) = &oauth.login_redirect_url {
+        if url.parse::<Uri>().is_err() || HeaderValue::from_str(url).is_err() {
+            report.push(
+                format!("{path}.oauth.login_redirect_url"),
+                format!("`{url}` is not a URL"),
+            );
+        }
+    }
 }
 
 fn validate_parameters(api: &ApiConfig, variables: &[String], path: &str, report: &mut Report) {

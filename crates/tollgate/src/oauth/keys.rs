@@ -44,15 +44,13 @@ impl KeySet {
                 .map_err(|error| format!("not a JWK set: {error}"))?
                 .keys
         } else {
-            vec![serde_json::from_value::<Jwk>(value).map_err(|error| format!("not a JWK: {error}"))?]
+            vec![serde_json::from_value::<Jwk>(value)
+                .map_err(|error| format!("not a JWK: {error}"))?]
         };
         if jwks.is_empty() {
             return Err("the JWK set holds no key".to_string());
         }
-        let keys = jwks
-            .iter()
-            .map(public_key)
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = jwks.iter().map(public_key).collect::<Result<Vec<_>, _>>()?;
         Ok(KeySet {
             keys,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -63,7 +61,10 @@ impl KeySet {
     /// token without one, the only key of the set.
     pub fn find(&self, kid: Option<&str>, algorithm: Algorithm) -> Option<&PublicKey> {
         let key = match kid {
-            Some(kid) => self.keys.iter().find(|key| key.kid.as_deref() == Some(kid))?,
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|key| key.kid.as_deref() == Some(kid))?,
             None if self.keys.len() == 1 => &self.keys[0],
             None => return None,
         };
@@ -102,7 +103,9 @@ fn public_key(jwk: &Jwk) -> Result<PublicKey, String> {
                 other => return Err(format!("the algorithm {other:?} is not supported")),
             };
             if !by_type.contains(&declared) {
-                return Err(format!("the key's `alg` {declared:?} does not fit its key type"));
+                return Err(format!(
+                    "the key's `alg` {declared:?} does not fit its key type"
+                ));
             }
             vec![declared]
         }

@@ -63,8 +63,14 @@ pub struct OauthVerifier {
 impl OauthVerifier {
     /// Builds a verifier. A problem with the settings does not fail: requests get the 481
     /// that names it, and the problem is logged.
-    pub fn new(api_id: &str, config: &OauthConfig, public_key: Option<String>) -> OauthVerifier {
-        let (keys, key_error) = match public_key.map(|json| KeySet::parse(&json)) {
+    /// `public_key` is the configured key's JSON text, or why it could not be read.
+    pub fn new(
+        api_id: &str,
+        config: &OauthConfig,
+        public_key: Option<Result<String, String>>,
+    ) -> OauthVerifier {
+        let parsed = public_key.map(|text| text.and_then(|json| KeySet::parse(&json)));
+        let (keys, key_error) = match parsed {
             None => (None, None),
             Some(Ok(keys)) => (Some(Arc::new(keys)), None),
             Some(Err(error)) => (None, Some(error)),
@@ -208,7 +214,9 @@ impl OauthVerifier {
 /// `Authorization: Bearer id_token="<jwt>"` or `Authorization: Bearer <jwt>`.
 fn header_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
-    let value = values.next().ok_or(GatewayError::OauthNoAuthorizationHeader)?;
+    let value = values
+        .next()
+        .ok_or(GatewayError::OauthNoAuthorizationHeader)?;
     if values.next().is_some() {
         return Err(GatewayError::OauthAuthorizationFormat);
     }
@@ -309,7 +317,10 @@ mod tests {
             ("bearer   a.b.c ", Ok("a.b.c")),
             ("Bearer", Err(GatewayError::OauthMissIdToken)),
             (r#"Bearer id_token="""#, Err(GatewayError::OauthMissIdToken)),
-            ("Basic dXNlcg==", Err(GatewayError::OauthAuthorizationFormat)),
+            (
+                "Basic dXNlcg==",
+                Err(GatewayError::OauthAuthorizationFormat),
+            ),
         ] {
             let map = headers(&[("authorization", value)]);
             assert_eq!(header_token(&map), expected, "{value}");

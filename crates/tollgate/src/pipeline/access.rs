@@ -1,13 +1,16 @@
 //! Caller identification and the rate and quota checks of one request.
 
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, LOCATION};
 use http::request::Parts;
+use http::{Method, Response, StatusCode};
 
 use crate::auth::{self, KeyPairOptions, VerifiedKey};
 use crate::config::{AuthType, WhenUnreachable};
 use crate::counters::{Counters, Outcome, PlanCounters, Refusal, Usage, Window};
 use crate::error::GatewayError;
-use crate::snapshot::{Environment, PublishedApi, Snapshot};
+use crate::oauth::{self, TokenLocation};
+use crate::pipeline::ResponseBody;
+use crate::snapshot::{Environment, OauthBusiness, OauthLink, PublishedApi, Snapshot};
 
 static X_SERVICE_RATE_LIMIT: HeaderName = HeaderName::from_static("x-service-ratelimit");
 static X_API_RATE_LIMIT: HeaderName = HeaderName::from_static("x-api-ratelimit");
@@ -66,8 +69,11 @@ pub fn identify<'s>(
             key: None,
             plan: None,
         }),
-        // Refused at load until OAuth is implemented.
-        AuthType::Oauth => Err(GatewayError::OauthNoConfig),
+        // Checked by `authorize_oauth`.
+        AuthType::Oauth => Ok(Caller {
+            key: None,
+            plan: None,
+        }),
     }
 }
 
@@ -152,4 +158,63 @@ fn usage_value(usage: Option<Usage>) -> HeaderValue {
             .expect("digits are a valid header value"),
         None => HeaderValue::from_static("unlimited"),
     }
+}
+
+/// Checks an `auth: OAUTH` business API's token, then sets the claim headers and strips the
+/// token when configured. Returns a 302 to the login page for a browser without a token,
+/// when the authorization API has a `login_redirect_url`.
+pub fn authorize_oauth(
+    business: &OauthBusiness,
+    parts: &mut Parts,
+    now: u64,
+    request_id: &impl std::fmt::Display,
+) -> Result<Option<Response<ResponseBody>>, GatewayError> {
+    let verifier = match &business.link {
+        OauthLink::NoRelatedApi => return Err(GatewayError::OauthNoRelatedApi),
+        OauthLink::NoConfig => return Err(GatewayError::OauthNoConfig),
+        OauthLink::Verifier(verifier) => verifier,
+    };
+    if let Some(error) = verifier.config_error() {
+        return Err(error);
+    }
+    let token = match verifier.find_token(&parts.headers) {
+        Ok(token) => token,
+        Err(missing) => {
+            return match (&verifier.login_redirect, is_browser_navigation(parts)) {
+                (Some(location), true) => Ok(Some(login_redirect(location.clone()))),
+                _ => Err(missing),
+            };
+        }
+    };
+    let claims = verifier.verify(token, now).map_err(|reason| {
+        tracing::info!(%request_id, api = %verifier.api_id, %reason, "id_token rejected");
+        GatewayError::OauthIdTokenVerify
+    })?;
+    oauth::forward_claims(&mut parts.headers, &business.claim_headers, &claims);
+    if business.strip_token {
+        match verifier.location {
+            Some(TokenLocation::Cookie) => oauth::strip_token_cookie(&mut parts.headers),
+            _ => {
+                parts.headers.remove(AUTHORIZATION);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A page load in a browser: GET or HEAD asking for HTML.
+fn is_browser_navigation(parts: &Parts) -> bool {
+    (parts.method == Method::GET || parts.method == Method::HEAD)
+        && parts
+            .headers
+            .get(ACCEPT)
+            .and_then(|accept| accept.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"))
+}
+
+fn login_redirect(location: HeaderValue) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    response.headers_mut().insert(LOCATION, location);
+    response
 }

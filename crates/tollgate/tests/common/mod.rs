@@ -83,9 +83,13 @@ fn with_test_listener(yaml: &str) -> String {
     }
 }
 
-/// An HTTP client that never uses a proxy from the environment.
+/// An HTTP client that never uses a proxy from the environment and never follows redirects.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 /// Sends a request with a Host header and returns status, headers and body text.
