@@ -122,14 +122,6 @@ services:
         method: ANY
         auth: SECRET
         backend: { type: http, url: "http://127.0.0.1:$backend_port" }
-key_pairs:
-  - { secret_id: AKIDbench001, secret_key: { env: BENCH_SECRET_KEY } }
-usage_plans:
-  - id: plan-bench
-    requests_per_second: 2000000
-    quota: 99999999
-    key_pairs: [AKIDbench001]
-    bindings: [{ service: service-bench001, environment: release }]
       - id: api-bench003
         name: oauth
         path: /oauth/token
@@ -154,6 +146,14 @@ usage_plans:
         auth: OAUTH
         oauth_business: { authorization_api: api-bench005 }
         backend: { type: http, url: "http://127.0.0.1:$backend_port" }
+key_pairs:
+  - { secret_id: AKIDbench001, secret_key: { env: BENCH_SECRET_KEY } }
+usage_plans:
+  - id: plan-bench
+    requests_per_second: 2000000
+    quota: 99999999
+    key_pairs: [AKIDbench001]
+    bindings: [{ service: service-bench001, environment: release }]
 counters: { store: local, quota_file: "$work/quota.json" }
 EOF
 # An RS256 key pair and a token valid for two hours, made by PyJWT.

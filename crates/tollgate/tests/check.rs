@@ -174,6 +174,48 @@ fn check_rejects_what_the_product_rejects_at_bind_time() {
     );
 }
 
+const BAD_OAUTH: &str = r#"services:
+  - id: service-oauth001
+    name: oauth
+    default_domains: [oauth.example.com]
+    environments:
+      release: {}
+    apis:
+      - { id: api-auth, name: auth, path: /auth, auth: SECRET, backend: { type: mock },
+          oauth: { jwks_url: "https://keys.example.com/jwks" } }
+      - { id: api-nokey, name: nokey, path: /nokey, backend: { type: mock }, oauth: {} }
+      - { id: api-biz, name: biz, path: /biz, auth: OAUTH, backend: { type: mock } }
+      - { id: api-biz2, name: biz2, path: /biz2, auth: OAUTH, backend: { type: mock },
+          oauth_business: { authorization_api: api-ghost, claim_headers: { sub: "bad header" } } }
+      - { id: api-open, name: open, path: /open, backend: { type: mock },
+          oauth_business: { authorization_api: api-auth } }
+"#;
+
+#[test]
+fn check_reports_unusable_oauth_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oauth.yaml");
+    std::fs::write(&file, BAD_OAUTH).unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok, "check accepted a broken file");
+    let expected = [
+        "services[0].apis[0].oauth: an authorization API is called without a token: set `auth: NONE`",
+        "services[0].apis[0].oauth.jwks_url: `https://keys.example.com/jwks` is not an `http://` URL",
+        "services[0].apis[1].oauth: give `public_key` (a JWK or JWK set) or `jwks_url`",
+        "services[0].apis[2].oauth_business: an `auth: OAUTH` API needs `oauth_business.authorization_api`",
+        "services[0].apis[3].oauth_business.claim_headers.sub: `bad header` is not a valid header name",
+        "services[0].apis[3].oauth_business.authorization_api: no API of this service has the id `api-ghost`",
+        "services[0].apis[4].oauth_business: `oauth_business` applies to `auth: OAUTH` APIs only",
+    ];
+    for line in expected {
+        assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
+    }
+    assert!(
+        stderr.contains(&format!("{} problems", expected.len())),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn check_reports_yaml_syntax_errors_with_a_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,7 +17,7 @@ use crate::error::GatewayError;
 /// A verified token's claims.
 pub type Claims = Map<String, Value>;
 
-/// Where business APIs find the token.
+/// The place in a request that carries the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenLocation {
     /// `Authorization: Bearer id_token="<jwt>"`, or `Bearer <jwt>`.
@@ -48,7 +48,7 @@ pub struct OauthVerifier {
     /// `None` when the configured location is not one of the two allowed.
     pub location: Option<TokenLocation>,
     pub login_redirect: Option<HeaderValue>,
-    /// Why `public_key` cannot be used, for 481 `Oauth public key error.`.
+    /// The reason `public_key` cannot be used, for 481 `Oauth public key error.`.
     pub key_error: Option<String>,
     pub jwks_url: Option<http::Uri>,
     pub jwks_refresh: Duration,
@@ -179,6 +179,7 @@ impl OauthVerifier {
         let data = decode::<Claims>(token, &key.key, &validation)
             .map_err(|error| format!("signature: {error}"))?;
         let claims = data.claims;
+
         let exp = claims
             .get("exp")
             .and_then(Value::as_u64)
@@ -192,6 +193,7 @@ impl OauthVerifier {
                 return Err(format!("not valid before {nbf}, now {now}"));
             }
         }
+
         if let Some(issuer) = &self.issuer {
             if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
                 return Err("wrong iss".to_string());
@@ -211,7 +213,7 @@ impl OauthVerifier {
     }
 }
 
-/// `Authorization: Bearer id_token="<jwt>"` or `Authorization: Bearer <jwt>`.
+/// Returns the token of `Authorization: Bearer id_token="<jwt>"` or `Bearer <jwt>`.
 fn header_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values
@@ -242,7 +244,7 @@ fn header_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
     Ok(token)
 }
 
-/// The `id_token` cookie.
+/// Returns the value of the `id_token` cookie.
 fn cookie_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
     headers
         .get_all(COOKIE)
