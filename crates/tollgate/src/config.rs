@@ -40,6 +40,20 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
             rebase(file);
         }
     };
+    let rebase_certificate = |certificate: &mut Option<CertificateConfig>| {
+        if let Some(certificate) = certificate {
+            rebase(&mut certificate.cert_file);
+            rebase(&mut certificate.key_file);
+        }
+    };
+    rebase_certificate(&mut config.server.tls);
+    for domain in config
+        .services
+        .iter_mut()
+        .flat_map(|service| &mut service.custom_domains)
+    {
+        rebase_certificate(&mut domain.certificate);
+    }
     for key in &mut config.key_pairs {
         rebase_secret(&mut key.secret_key);
     }
@@ -63,6 +77,9 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
             }
             BackendConfig::Http(http) => {
                 http.headers.values_mut().for_each(rebase_secret);
+                if let Some(file) = &mut http.ca_file {
+                    rebase(file);
+                }
             }
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! A request is counted in up to two steps. The throttle step checks the service's and the
 //! API's requests per second in this environment; the plan step checks the key's plan rate
-//! and quota. A step that refuses counts nothing, so a refused request never uses up quota.
+//! and quota. A step that refuses counts nothing, and a request the plan step refuses is taken
+//! back out of the throttle windows, so a refused request uses up neither windows nor quota.
 //! Rate windows are whole seconds of the gateway's clock: a limit of N admits N requests per
 //! calendar second, and the N+1th gets 429.
 //!
@@ -111,6 +112,18 @@ impl Counters {
         match self {
             Counters::Local(local) => Ok(local.throttle(second, windows)),
             Counters::Redis(redis) => redis.throttle(second, windows).await,
+        }
+    }
+
+    /// Takes a request back out of windows it was counted in by [`Counters::throttle`], when a
+    /// later step refused it.
+    pub async fn refund(&self, second: u64, windows: &[Window<'_>]) -> Result<(), StoreError> {
+        match self {
+            Counters::Local(local) => {
+                local.refund(second, windows);
+                Ok(())
+            }
+            Counters::Redis(redis) => redis.refund(second, windows).await,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod route;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 
 /// Returns the JSON Schema of the configuration file, as kept in `schema/`.
 pub fn config_schema() -> String {

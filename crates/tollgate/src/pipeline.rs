@@ -2,7 +2,8 @@
 //!
 //! 1. Host to service: 404 `Not Found Host.`, `Get Host Fail.`, `There is no api match host[..].`
 //! 2. Environment, from the first path segment or a custom path mapping: 404 env_mapping errors.
-//! 3. Scheme against the service's or custom domain's protocol: 426.
+//! 3. Scheme against the service's or custom domain's protocol: 426. Before it, a plain HTTP
+//!    request to a custom domain with `force_https` gets a 308 to the same URL over HTTPS.
 //! 4. Method the gateway can serve at all: 404 `Could not support method.`
 //! 5. API by path, then method: 404 `There is no api match uri[..] host [..]`, 405.
 //! 6. Key-pair signature on `SECRET` APIs (401), then the usage plan that binds the key here
@@ -119,6 +120,11 @@ impl Gateway {
         self.snapshot.store(Arc::new(snapshot));
     }
 
+    /// The configuration snapshot new requests get.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
     pub fn counters(&self) -> &Arc<Counters> {
         &self.counters
     }
@@ -201,6 +207,9 @@ impl Gateway {
             .host(&host)
             .ok_or_else(|| GatewayError::NoApiMatchesHost(host.to_string()))?;
         record.service = Some(service.id.clone());
+        if entry.force_https && conn.scheme == Scheme::Http {
+            return Ok(https_redirect(&host, snapshot.https_port, &parts.uri));
+        }
 
         let uri = parts.uri.clone();
         let path = normalize_path(uri.path());
@@ -385,6 +394,25 @@ fn log_backend_failure(
         },
     }
     failure.error
+}
+
+/// Sends a plain HTTP request to the same URL over HTTPS. 308 keeps the method and the body,
+/// so a POST is repeated as a POST.
+fn https_redirect(host: &str, port: u16, uri: &http::Uri) -> Response<ResponseBody> {
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = if port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    };
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+    if let Ok(location) = HeaderValue::try_from(location) {
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
+    }
+    response
 }
 
 /// Renders a catalog error as the product does.

@@ -14,17 +14,19 @@ use std::time::Duration;
 use anyhow::Context;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, LimitsConfig, Scheme};
 use crate::counters::Counters;
 use crate::oauth;
-use crate::pipeline::{ConnectionInfo, Gateway};
+use crate::pipeline::{BoxError, ConnectionInfo, Gateway};
 use crate::snapshot::Snapshot;
 
 /// Pending connections the kernel queues per listener.
@@ -42,6 +44,7 @@ pub struct Server {
     flusher: JoinHandle<()>,
     config_path: Option<PathBuf>,
     local_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     grace_period: Duration,
     stop_accepting: watch::Sender<bool>,
     force_close: watch::Sender<bool>,
@@ -83,17 +86,41 @@ impl Server {
         let graceful = Arc::new(GracefulShutdown::new());
 
         let mut local_addrs = Vec::new();
+        let mut tls_addrs = Vec::new();
         let mut accept_loops = Vec::new();
-        for address in &config.server.listen {
+        let plain = if config.server.http2_cleartext {
+            Protocol::Cleartext
+        } else {
+            Protocol::Http1
+        };
+        let mut listeners: Vec<(&String, Protocol)> = config
+            .server
+            .listen
+            .iter()
+            .map(|address| (address, plain.clone()))
+            .collect();
+        if !config.server.listen_tls.is_empty() {
+            let tls = TlsAcceptor::from(crate::tls::server_config(gateway.clone())?);
+            for address in &config.server.listen_tls {
+                listeners.push((address, Protocol::Tls(tls.clone())));
+            }
+        }
+        for (address, protocol) in listeners {
             let address: SocketAddr = address
                 .parse()
                 .with_context(|| format!("invalid listen address `{address}`"))?;
             let listener = bind(address).with_context(|| format!("cannot listen on {address}"))?;
             let local = listener.local_addr()?;
-            tracing::info!(address = %local, "listening");
-            local_addrs.push(local);
+            let tls = matches!(protocol, Protocol::Tls(_));
+            tracing::info!(address = %local, tls, "listening");
+            if tls {
+                tls_addrs.push(local);
+            } else {
+                local_addrs.push(local);
+            }
             let acceptor = Acceptor {
                 listener,
+                protocol,
                 gateway: gateway.clone(),
                 limits: config.server.limits.clone(),
                 stop: stop_accepting.subscribe(),
@@ -107,6 +134,7 @@ impl Server {
             flusher,
             config_path,
             local_addrs,
+            tls_addrs,
             grace_period: Duration::from_secs(config.server.grace_period_secs),
             stop_accepting,
             force_close,
@@ -115,9 +143,14 @@ impl Server {
         })
     }
 
-    /// The bound listener addresses, in configuration order.
+    /// The bound plain listener addresses, in configuration order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The bound HTTPS listener addresses, in configuration order.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
@@ -253,8 +286,20 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// How a listener's connections speak.
+#[derive(Clone)]
+enum Protocol {
+    /// Plain HTTP/1.1.
+    Http1,
+    /// Plain HTTP/1.1, or HTTP/2 with prior knowledge.
+    Cleartext,
+    /// TLS, then HTTP/2 or HTTP/1.1 as ALPN chose.
+    Tls(TlsAcceptor),
+}
+
 struct Acceptor {
     listener: TcpListener,
+    protocol: Protocol,
     gateway: Arc<Gateway>,
     limits: LimitsConfig,
     stop: watch::Receiver<bool>,
@@ -283,25 +328,59 @@ impl Acceptor {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
         }
-        let info = Arc::new(ConnectionInfo::new(peer, Scheme::Http));
+        let scheme = match self.protocol {
+            Protocol::Tls(_) => Scheme::Https,
+            _ => Scheme::Http,
+        };
+        let info = Arc::new(ConnectionInfo::new(peer, scheme));
         let gateway = self.gateway.clone();
         let service = service_fn(move |request| {
             let gateway = gateway.clone();
             let info = info.clone();
             async move { Ok::<_, Infallible>(gateway.handle(request, &info).await) }
         });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(self.limits.header_read_timeout_secs))
-            .max_header_size(self.limits.max_header_bytes)
-            .max_buf_size(self.limits.max_header_bytes.max(HYPER_DEFAULT_MAX_BUF_SIZE))
-            .max_headers(self.limits.max_headers)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = self.graceful.watch(connection);
+        let limits = self.limits.clone();
+        // Taken now, so a connection still in its TLS handshake counts as open at shutdown.
+        let watcher = self.graceful.watcher();
         let mut force_close = self.force_close.clone();
+        let protocol = self.protocol.clone();
         tokio::spawn(async move {
+            let served = async {
+                match protocol {
+                    Protocol::Http1 => {
+                        let connection =
+                            http1_builder(&limits).serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection).await.map_err(BoxError::from)
+                    }
+                    Protocol::Cleartext => {
+                        let builder = auto_builder(&limits);
+                        let connection = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .into_owned();
+                        watcher.watch(connection).await
+                    }
+                    Protocol::Tls(acceptor) => {
+                        let handshake_time = Duration::from_secs(limits.header_read_timeout_secs);
+                        let stream =
+                            match tokio::time::timeout(handshake_time, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    return Err(format!("TLS handshake: {error}").into())
+                                }
+                                Err(_) => return Err("TLS handshake timed out".into()),
+                            };
+                        let builder = auto_builder(&limits);
+                        let connection = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .into_owned();
+                        watcher.watch(connection).await
+                    }
+                }
+            };
             tokio::select! {
-                result = connection => {
+                result = served => {
                     if let Err(error) = result {
                         tracing::debug!(%error, %peer, "connection ended with an error");
                     }
@@ -310,4 +389,32 @@ impl Acceptor {
             }
         });
     }
+}
+
+fn http1_builder(limits: &LimitsConfig) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(HYPER_DEFAULT_MAX_BUF_SIZE))
+        .max_headers(limits.max_headers);
+    builder
+}
+
+/// A server for HTTP/1.1 and HTTP/2 with the same limits: for HTTP/2, the header list size
+/// stands for the header bytes limit.
+fn auto_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
+        .max_buf_size(limits.max_header_bytes.max(HYPER_DEFAULT_MAX_BUF_SIZE))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
 }

@@ -22,6 +22,7 @@ use crate::config::{
 use crate::log_throttle::LogThrottle;
 use crate::oauth::OauthVerifier;
 use crate::route::{PathPattern, PathTemplate, Router, RouterBuilder};
+use crate::tls::{load_certified_key, CertificateStore};
 
 /// Everything a request needs from the configuration.
 pub struct Snapshot {
@@ -35,8 +36,14 @@ pub struct Snapshot {
     pub plans: Vec<UsagePlan>,
     /// How far a signed `X-Date` may be from the gateway's clock.
     pub x_date_window: Duration,
+    /// Whether a signed `Date` is held to the same window.
+    pub check_date: bool,
     /// The verifiers of every OAuth authorization API, for starting their JWK set fetches.
     pub oauth_verifiers: Vec<Arc<OauthVerifier>>,
+    /// The certificates of the HTTPS listeners.
+    pub certificates: CertificateStore,
+    /// The port of redirects to HTTPS, omitted from the URL when 443.
+    pub https_port: u16,
 }
 
 /// A key pair, with the plans that hold it.
@@ -73,6 +80,8 @@ pub struct HostEntry {
     pub service: usize,
     /// Schemes accepted on this host.
     pub protocol: FrontendProtocol,
+    /// Plain HTTP requests are redirected to HTTPS.
+    pub force_https: bool,
     pub mapping: EnvMapping,
 }
 
@@ -180,6 +189,9 @@ pub struct HttpBackend {
     pub empty_path: EmptyPathRule,
     pub method: Option<Method>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Certificate authorities trusted beside the system's, for `https://` backends.
+    pub ca_file: Option<PathBuf>,
+    pub http2: bool,
     /// Keeps the warnings about this backend's failures to one a second.
     pub failure_log: LogThrottle,
 }
@@ -209,6 +221,7 @@ impl Snapshot {
                     HostEntry {
                         service: index,
                         protocol: service.protocol,
+                        force_https: false,
                         mapping: EnvMapping::Default,
                     },
                 );
@@ -234,6 +247,7 @@ impl Snapshot {
                     HostEntry {
                         service: index,
                         protocol: domain.protocol.unwrap_or(service.protocol),
+                        force_https: domain.force_https,
                         mapping,
                     },
                 );
@@ -277,6 +291,19 @@ impl Snapshot {
             .iter()
             .flat_map(|service: &Service| service.oauth_verifiers.iter().cloned())
             .collect();
+        let mut certificates = CertificateStore::default();
+        if let Some(default) = &config.server.tls {
+            let key = load_certified_key(&default.cert_file, &default.key_file)
+                .map_err(|e| anyhow!("server.tls: {e}"))?;
+            certificates.set_default(Arc::new(key));
+        }
+        for domain in config.services.iter().flat_map(|s| &s.custom_domains) {
+            if let Some(certificate) = &domain.certificate {
+                let key = load_certified_key(&certificate.cert_file, &certificate.key_file)
+                    .map_err(|e| anyhow!("the certificate of `{}`: {e}", domain.domain))?;
+                certificates.insert(&domain.domain, Arc::new(key));
+            }
+        }
         let limits = &config.server.limits;
         Ok(Snapshot {
             hosts,
@@ -286,7 +313,10 @@ impl Snapshot {
             key_pairs,
             plans,
             x_date_window: Duration::from_secs(config.key_pair_auth.x_date_window_secs),
+            check_date: config.key_pair_auth.check_date,
             oauth_verifiers,
+            certificates,
+            https_port: config.server.https_port,
         })
     }
 
@@ -524,6 +554,8 @@ fn compile_http_backend(http: &config::HttpBackendConfig) -> anyhow::Result<Http
         empty_path: http.empty_path,
         method: http.method.and_then(ApiMethod::to_http),
         headers,
+        ca_file: http.ca_file.clone(),
+        http2: http.http2,
         failure_log: LogThrottle::new(Duration::from_secs(1)),
     })
 }

@@ -247,3 +247,29 @@ async fn gateway_starts_while_redis_is_down() {
     let (status, _, quota) = call(gateway.url("/release/"), SystemTime::now()).await;
     assert_eq!((status, quota.as_deref()), (200, Some("10/9")));
 }
+
+#[tokio::test]
+async fn redis_refunds_the_service_window_of_plan_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path());
+    let counters = format!("{{ store: redis, url: '{}' }}", redis.url());
+    let yaml =
+        config(-1, 1, &counters).replace("release: {}", "release: { requests_per_second: 3 }");
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let gateway = TestGateway::start_with_clock(&yaml, clock.clone()).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(call(gateway.url("/release/"), clock.now()).await.0);
+    }
+    // One request fits the quota; the others are refused for quota, never for the service's
+    // rate of 3, because each refusal gives its place back.
+    assert_eq!(statuses, [200, 429, 429, 429, 429]);
+    let window = redis.cli(&[
+        "get",
+        &format!(
+            "tollgate:{{svc:service-count001:release}}:{}",
+            1_767_225_600
+        ),
+    ]);
+    assert_eq!(window.trim(), "1");
+}

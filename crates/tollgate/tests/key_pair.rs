@@ -745,3 +745,96 @@ async fn sign_command_output_verifies() {
     let response = request.send().await.unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }
+
+/// A request that its plan refuses gives its place in the service's second back.
+#[tokio::test]
+async fn plan_refusals_do_not_use_the_service_window() {
+    let limits = Limits {
+        plan_quota: 1,
+        service_rate: Some(3),
+        ..UNLIMITED
+    };
+    let fixture = fixture(&limits).await;
+    let headers = signed(GOOD_ID, GOOD_KEY, at(0));
+    let first = call(&fixture, "/release/secure", &headers).await;
+    assert_eq!(first.headers["x-service-ratelimit"], "3/2");
+    for _ in 0..3 {
+        let refused = call(&fixture, "/release/secure", &headers).await;
+        assert_error(&refused, 429, "API quota exceeded.");
+    }
+    let open = call(&fixture, "/release/open", &[]).await;
+    assert_eq!(open.status, 200);
+    assert_eq!(open.headers["x-service-ratelimit"], "3/1");
+}
+
+/// The signature covers the header bytes as sent, so bytes that are not UTF-8 cannot be
+/// swapped for others.
+#[tokio::test]
+async fn signed_values_are_compared_as_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fixture = fixture(&UNLIMITED).await;
+    let date = http_date(at(0));
+    let mut signing = format!("x-date: {date}\nx-user: ").into_bytes();
+    signing.push(0xfe);
+    let signature = Algorithm::HmacSha256.sign(GOOD_KEY.as_bytes(), &signing);
+    let send = |byte: u8| {
+        let mut request = format!(
+            "GET /release/secure HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\nX-Date: {date}\r\n\
+             Authorization: hmac id=\"{GOOD_ID}\", algorithm=\"hmac-sha256\", headers=\"x-date x-user\", \
+             signature=\"{signature}\"\r\nX-User: "
+        )
+        .into_bytes();
+        request.push(byte);
+        request.extend_from_slice(b"\r\n\r\n");
+        let addr = fixture.gateway.addr;
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(&request).await.unwrap();
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await.unwrap();
+            String::from_utf8_lossy(&response).into_owned()
+        }
+    };
+    let signed_byte = send(0xfe).await;
+    assert!(signed_byte.starts_with("HTTP/1.1 200"), "{signed_byte}");
+    let other_byte = send(0xff).await;
+    assert!(other_byte.starts_with("HTTP/1.1 401"), "{other_byte}");
+    assert!(
+        other_byte.contains("HMAC signature does not match."),
+        "{other_byte}"
+    );
+}
+
+#[tokio::test]
+async fn check_date_holds_date_to_the_window() {
+    let backend = TestBackend::echo().await;
+    let yaml = config(&backend.url(), &UNLIMITED) + "key_pair_auth: { check_date: true }\n";
+    let clock = Arc::new(ManualClock::new(at(86_400)));
+    let gateway = TestGateway::start_with_clock(&yaml, clock.clone()).await;
+    let fixture = Fixture {
+        gateway,
+        clock,
+        _backend: backend,
+    };
+    let date_signed = |date: SystemTime| {
+        let date = http_date(date);
+        let value = authorization(
+            GOOD_ID,
+            GOOD_KEY.as_bytes(),
+            Algorithm::HmacSha256,
+            &[("date", &date)],
+        );
+        vec![
+            ("date".to_string(), date),
+            ("authorization".to_string(), value),
+        ]
+    };
+    let stale = call(&fixture, "/release/secure", &date_signed(at(0))).await;
+    assert_error(
+        &stale,
+        401,
+        "HMAC signature cannot be verified, the x-date header is out of date for HMAC Authentication.",
+    );
+    let fresh = call(&fixture, "/release/secure", &date_signed(at(86_400 - 60))).await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+}

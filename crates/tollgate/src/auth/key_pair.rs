@@ -16,7 +16,7 @@
 //!    x-date header is required.`; a listed `x-date` that is not an HTTP date: `..., a valid
 //!    x-date header is required for HMAC Authentication.`; one outside the window: `..., the
 //!    x-date header is out of date for HMAC Authentication.`. A `Date` is not checked against
-//!    the clock, as in the product.
+//!    the clock, as in the product, unless `key_pair_auth.check_date` asks for it.
 //! 8. Unknown or disabled secret id: `HMAC signature cannot be verified.`
 //! 9. Wrong signature: `HMAC signature does not match.`
 //!
@@ -36,7 +36,7 @@ use http::header::{HeaderMap, AUTHORIZATION};
 use http::request::Parts;
 use sha2::{Digest as _, Sha256};
 
-use super::signature::{push_line, Algorithm};
+use super::signature::Algorithm;
 use crate::error::GatewayError;
 use crate::snapshot::KeyPair;
 
@@ -52,6 +52,8 @@ pub struct KeyPairOptions {
     pub require_digest: bool,
     /// How far a signed `X-Date` may be from the gateway's clock.
     pub x_date_window: Duration,
+    /// Applies the window to a signed `Date` too, which the product does not check.
+    pub check_date: bool,
 }
 
 /// A request whose signature verified.
@@ -93,7 +95,9 @@ pub fn verify<'s>(
     let algorithm = Algorithm::parse(algorithm_name)
         .ok_or_else(|| GatewayError::HmacAlgorithmNotSupported(algorithm_name.to_string()))?;
 
-    let mut signing = String::with_capacity(128);
+    // The signing string is built from the header bytes as received, so a value that is not
+    // UTF-8 is signed as it is and cannot be swapped for another with the same lossy text.
+    let mut signing: Vec<u8> = Vec::with_capacity(128);
     let mut date = None;
     let mut x_date = None;
     let mut digest = None;
@@ -101,30 +105,32 @@ pub fn verify<'s>(
     for name in header_list.split_ascii_whitespace() {
         if name.eq_ignore_ascii_case(REQUEST_LINE) {
             if !signing.is_empty() {
-                signing.push('\n');
+                signing.push(b'\n');
             }
-            signing.push_str(&request_line(parts));
+            signing.extend_from_slice(request_line(parts).as_bytes());
             signs_target = true;
             continue;
         }
         if name.eq_ignore_ascii_case(REQUEST_TARGET) {
             let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-            push_line(&mut signing, REQUEST_TARGET, target);
+            push_line_bytes(&mut signing, REQUEST_TARGET, target.as_bytes());
             signs_target = true;
             continue;
         }
         let value = single_header(&parts.headers, name)
             .map_err(|_| GatewayError::HmacMultipleHeader)?
             .ok_or_else(|| GatewayError::HmacSignedHeaderMissing(name.to_ascii_lowercase()))?;
-        let value = String::from_utf8_lossy(value);
-        push_line(&mut signing, name, &value);
-        if name.eq_ignore_ascii_case("date") {
-            date = Some(value);
+        push_line_bytes(&mut signing, name, value);
+        let slot = if name.eq_ignore_ascii_case("date") {
+            &mut date
         } else if name.eq_ignore_ascii_case("x-date") {
-            x_date = Some(value);
+            &mut x_date
         } else if name.eq_ignore_ascii_case("digest") {
-            digest = Some(value);
-        }
+            &mut digest
+        } else {
+            continue;
+        };
+        *slot = Some(String::from_utf8_lossy(value));
     }
     if options.sign_request_target && !signs_target {
         return Err(GatewayError::HmacSignedHeaderMissing(
@@ -134,15 +140,24 @@ pub fn verify<'s>(
     if options.require_digest && digest.is_none() {
         return Err(GatewayError::HmacSignedHeaderMissing("digest".to_string()));
     }
+    let within_window = |sent: SystemTime| {
+        let skew = now
+            .duration_since(sent)
+            .unwrap_or_else(|early| early.duration());
+        skew <= options.x_date_window
+    };
     match (&x_date, &date) {
         (Some(x_date), _) => {
             let sent =
                 httpdate::parse_http_date(x_date).map_err(|_| GatewayError::HmacXDateRequired)?;
-            let skew = now
-                .duration_since(sent)
-                .or_else(|early| Ok::<_, ()>(early.duration()))
-                .expect("either order gives a duration");
-            if skew > options.x_date_window {
+            if !within_window(sent) {
+                return Err(GatewayError::HmacXDateOutOfDate);
+            }
+        }
+        (None, Some(date)) if options.check_date => {
+            let sent =
+                httpdate::parse_http_date(date).map_err(|_| GatewayError::HmacDateRequired)?;
+            if !within_window(sent) {
                 return Err(GatewayError::HmacXDateOutOfDate);
             }
         }
@@ -153,10 +168,7 @@ pub fn verify<'s>(
     let key = find_key(id)
         .filter(|key| key.enabled)
         .ok_or(GatewayError::HmacSignatureUnverifiable)?;
-    if !key
-        .signing_key
-        .verify(algorithm, signing.as_bytes(), signature)
-    {
+    if !key.signing_key.verify(algorithm, &signing, signature) {
         return Err(GatewayError::HmacSignatureMismatch);
     }
     Ok(VerifiedKey {
@@ -165,6 +177,17 @@ pub fn verify<'s>(
             .filter(|_| options.require_digest)
             .map(|value| value.into_owned()),
     })
+}
+
+/// Appends `lower-case name: value` to a signing string, after a `\n` unless it is the
+/// first line.
+fn push_line_bytes(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    if !out.is_empty() {
+        out.push(b'\n');
+    }
+    out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
 }
 
 /// Returns true when a `Digest` header value contains the body's SHA-256.

@@ -10,7 +10,10 @@
 //! that cannot be made or breaks gives 502 `Bad Gateway.`. Dropping the returned future (the
 //! client went away) drops the backend request and closes its connection.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,9 +24,12 @@ use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::{HttpConnector, HttpInfo};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 
 use crate::config::{BackendPoolConfig, EmptyPathRule, HostHeader, Scheme};
 use crate::error::GatewayError;
@@ -48,9 +54,50 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// checkout, and a task per request to return the connection once the body ends). A pool
 /// over `hyper::client::conn::http1` that takes the connection back when `ResponseBody`
 /// ends would save most of it; see docs/benchmarks.md.
-#[derive(Clone)]
 pub struct HttpClient {
+    /// Plain HTTP/1.1 backends, the common case, on a connector without TLS.
     client: Client<HttpConnector, OutgoingBody>,
+    /// `https://` and HTTP/2 backends, one client per set of trusted roots and protocol.
+    tls_clients: Mutex<HashMap<ClientKey, TlsClient>>,
+    pool: BackendPoolConfig,
+}
+
+type TlsClient = Client<HttpsConnector<HttpConnector>, OutgoingBody>;
+
+/// What makes two backends need different clients.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    ca_file: Option<PathBuf>,
+    http2: bool,
+}
+
+/// Reads a PEM bundle of certificate authorities.
+pub fn load_roots(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
+        .map_err(|error| format!("cannot read `{}`: {error}", file.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|error| {
+            format!(
+                "`{}` is not a PEM certificate bundle: {error}",
+                file.display()
+            )
+        })?;
+    if roots.is_empty() {
+        return Err(format!("`{}` holds no certificate", file.display()));
+    }
+    Ok(roots)
+}
+
+/// The system's trusted roots, read once.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            tracing::warn!(%error, "a system certificate could not be read");
+        }
+        found.certs
+    })
 }
 
 /// One request to forward, with what routing found out about it.
@@ -87,18 +134,70 @@ pub struct Failure {
     pub upstream_time: Duration,
 }
 
+fn client_builder(pool: &BackendPoolConfig) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(pool.idle_timeout_secs))
+        .pool_max_idle_per_host(pool.max_idle_per_host);
+    builder
+}
+
 impl HttpClient {
     pub fn new(pool: &BackendPoolConfig) -> HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(None);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(pool.idle_timeout_secs))
-            .pool_max_idle_per_host(pool.max_idle_per_host)
-            .build(connector);
-        HttpClient { client }
+        let client = client_builder(pool).build(connector);
+        HttpClient {
+            client,
+            tls_clients: Mutex::new(HashMap::new()),
+            pool: pool.clone(),
+        }
+    }
+
+    /// Returns the client for `https://` or HTTP/2 backends with these settings, made on
+    /// first use. The trusted roots are the system's, plus the backend's `ca_file`.
+    fn tls_client(&self, backend: &HttpBackend) -> Result<TlsClient, String> {
+        let key = ClientKey {
+            ca_file: backend.ca_file.clone(),
+            http2: backend.http2,
+        };
+        let mut clients = self.tls_clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(system_roots().iter().cloned());
+        if let Some(file) = &key.ca_file {
+            for root in load_roots(file)? {
+                roots
+                    .add(root)
+                    .map_err(|error| format!("`{}`: {error}", file.display()))?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| error.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let builder = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let connector = if key.http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
+        let mut client = client_builder(&self.pool);
+        client.http2_only(key.http2);
+        let client = client.build(connector);
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
     /// Sends `outgoing` to `backend` and waits for the response head.
@@ -118,7 +217,17 @@ impl HttpClient {
             upstream_time: Duration::ZERO,
         })?;
         let started = Instant::now();
-        let result = tokio::time::timeout(timeout, self.client.request(request)).await;
+        let pending = if backend.scheme == http::uri::Scheme::HTTP && !backend.http2 {
+            self.client.request(request)
+        } else {
+            let client = self.tls_client(backend).map_err(|cause| Failure {
+                error: GatewayError::BadGateway,
+                cause,
+                upstream_time: Duration::ZERO,
+            })?;
+            client.request(request)
+        };
+        let result = tokio::time::timeout(timeout, pending).await;
         let upstream_time = started.elapsed();
         match result {
             Err(_) => Err(Failure {
@@ -213,7 +322,10 @@ where
         _ => backend.host_value.clone(),
     };
     headers.insert(header::HOST, host);
-    headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    // HTTP/2 has no connection headers.
+    if !backend.http2 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
     for (name, value) in &backend.headers {
         headers.insert(name.clone(), value.clone());
     }
@@ -230,7 +342,11 @@ where
     };
 
     parts.uri = uri;
-    parts.version = Version::HTTP_11;
+    parts.version = if backend.http2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
     if let Some(method) = &backend.method {
         parts.method = method.clone();
     }
@@ -411,6 +527,8 @@ mod tests {
             empty_path,
             method: None,
             headers: Vec::new(),
+            ca_file: None,
+            http2: false,
             failure_log: crate::log_throttle::LogThrottle::new(Duration::from_secs(1)),
         }
     }

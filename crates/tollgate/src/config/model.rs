@@ -131,12 +131,16 @@ pub struct KeyPairAuthConfig {
     /// Seconds a signed `X-Date` may be before or after the gateway's clock (900, the
     /// product's 15 minutes). A signed `Date` is not checked against the clock.
     pub x_date_window_secs: u64,
+    /// Checks a signed `Date` against the same window. Off by default, as in the product,
+    /// where a request signed over `Date` alone can be replayed at any later time.
+    pub check_date: bool,
 }
 
 impl Default for KeyPairAuthConfig {
     fn default() -> Self {
         KeyPairAuthConfig {
             x_date_window_secs: DEFAULT_X_DATE_WINDOW_SECS,
+            check_date: false,
         }
     }
 }
@@ -216,6 +220,21 @@ pub struct ServerConfig {
     /// Addresses to accept plain HTTP on, as `IP:PORT`. Changing them needs a restart.
     #[serde(default = "default_listen")]
     pub listen: Vec<String>,
+    /// Addresses to accept HTTPS on (HTTP/1.1 and HTTP/2 by ALPN), as `IP:PORT`. Changing
+    /// them needs a restart.
+    #[serde(default)]
+    pub listen_tls: Vec<String>,
+    /// The default certificate of the HTTPS listeners: for default domains, and for every
+    /// name without a custom domain certificate.
+    #[serde(default)]
+    pub tls: Option<CertificateConfig>,
+    /// Serves HTTP/2 with prior knowledge (h2c) on the plain listeners, beside HTTP/1.1.
+    #[serde(default)]
+    pub http2_cleartext: bool,
+    /// The port in the `Location` of redirects to HTTPS (`force_https`), 443 by default, for
+    /// gateways whose HTTPS listener is reached through another port.
+    #[serde(default = "default_https_port")]
+    pub https_port: u16,
     /// Worker threads of the runtime; 0 (the default) uses one per available core.
     #[serde(default)]
     pub workers: usize,
@@ -236,10 +255,28 @@ pub struct ServerConfig {
     pub backend_pool: BackendPoolConfig,
 }
 
+fn default_https_port() -> u16 {
+    443
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The certificate chain, leaf first, relative to the configuration file's folder.
+    pub cert_file: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: default_listen(),
+            listen_tls: Vec::new(),
+            tls: None,
+            http2_cleartext: false,
+            https_port: default_https_port(),
             workers: 0,
             grace_period_secs: DEFAULT_GRACE_PERIOD_SECS,
             limits: LimitsConfig::default(),
@@ -381,6 +418,13 @@ pub struct CustomDomainConfig {
     /// `DOMAIN/{environment}/{api path}`; when present, only these prefixes are served.
     #[serde(default)]
     pub path_mappings: Vec<PathMappingConfig>,
+    /// The certificate this domain presents on the HTTPS listeners; the default certificate
+    /// when absent.
+    #[serde(default)]
+    pub certificate: Option<CertificateConfig>,
+    /// Redirects plain HTTP requests to HTTPS with 308, which keeps the method and body.
+    #[serde(default)]
+    pub force_https: bool,
 }
 
 /// One custom path mapping: a path prefix that selects an environment.
@@ -653,6 +697,13 @@ pub struct HttpBackendConfig {
     /// environment variable or a file at load time.
     #[serde(default)]
     pub headers: BTreeMap<String, SecretValue>,
+    /// For `https://` backends: a PEM bundle of the certificate authorities to trust instead
+    /// of the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Speaks HTTP/2 to the backend: by ALPN over TLS, with prior knowledge over plain TCP.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 /// The path an HTTP backend with an empty `path` receives.

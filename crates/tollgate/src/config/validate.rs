@@ -33,6 +33,18 @@ const MAX_PATH_MAPPINGS: usize = 3;
 /// Validates `config`, adding every problem found to `report`.
 pub fn validate(config: &Config, report: &mut Report) {
     validate_server(&config.server, report);
+    let custom_certificates = config
+        .services
+        .iter()
+        .flat_map(|service| &service.custom_domains)
+        .any(|domain| domain.certificate.is_some());
+    if !config.server.listen_tls.is_empty() && config.server.tls.is_none() && !custom_certificates {
+        report.push(
+            "server.tls",
+            "the HTTPS listeners need a certificate: set `server.tls` (the default \
+             certificate) or give custom domains a `certificate`",
+        );
+    }
     super::access::validate(config, report);
 
     let mut service_ids = HashSet::new();
@@ -49,17 +61,34 @@ pub fn validate(config: &Config, report: &mut Report) {
     }
 }
 
+/// Checks that a certificate chain and its key load and fit together.
+fn validate_certificate(certificate: &CertificateConfig, path: &str, report: &mut Report) {
+    if let Err(message) =
+        crate::tls::load_certified_key(&certificate.cert_file, &certificate.key_file)
+    {
+        report.push(path, message);
+    }
+}
+
 fn validate_server(server: &ServerConfig, report: &mut Report) {
     if server.listen.is_empty() {
         report.push("server.listen", "at least one listen address is required");
     }
-    for (index, address) in server.listen.iter().enumerate() {
-        if address.parse::<SocketAddr>().is_err() {
-            report.push(
-                format!("server.listen[{index}]"),
-                format!("`{address}` is not an IP:PORT address, such as `127.0.0.1:8080`"),
-            );
+    for (key, addresses) in [
+        ("listen", &server.listen),
+        ("listen_tls", &server.listen_tls),
+    ] {
+        for (index, address) in addresses.iter().enumerate() {
+            if address.parse::<SocketAddr>().is_err() {
+                report.push(
+                    format!("server.{key}[{index}]"),
+                    format!("`{address}` is not an IP:PORT address, such as `127.0.0.1:8080`"),
+                );
+            }
         }
+    }
+    if let Some(certificate) = &server.tls {
+        validate_certificate(certificate, "server.tls", report);
     }
     let limits = &server.limits;
     if limits.max_header_bytes < 8192 {
@@ -269,6 +298,15 @@ fn validate_custom_domain(
     report: &mut Report,
 ) {
     claim_domain(&domain.domain, &format!("{path}.domain"), domains, report);
+    if let Some(certificate) = &domain.certificate {
+        validate_certificate(certificate, &format!("{path}.certificate"), report);
+    }
+    if domain.force_https && domain.protocol == Some(FrontendProtocol::Http) {
+        report.push(
+            format!("{path}.force_https"),
+            "a domain with `protocol: http` cannot redirect to HTTPS",
+        );
+    }
     if domain.path_mappings.len() > MAX_PATH_MAPPINGS {
         report.push(
             format!("{path}.path_mappings"),
@@ -534,14 +572,14 @@ fn validate_http_backend(
         ),
         Ok(uri) => {
             match uri.scheme_str() {
-                Some("http") => {}
-                Some("https") => report.push(
-                    format!("{path}.url"),
-                    "this version of Tollgate proxies to `http://` backends only",
+                Some("http") if backend.ca_file.is_some() => report.push(
+                    format!("{path}.ca_file"),
+                    "`ca_file` applies to `https://` backends only",
                 ),
+                Some("http") | Some("https") => {}
                 _ => report.push(
                     format!("{path}.url"),
-                    format!("`{}` must start with `http://`", backend.url),
+                    format!("`{}` must start with `http://` or `https://`", backend.url),
                 ),
             }
             if uri.host().is_none_or(str::is_empty) {
@@ -561,6 +599,11 @@ fn validate_http_backend(
             format!("{path}.path"),
             format!("the backend path `{}` must start with `/`", backend.path),
         );
+    }
+    if let Some(file) = &backend.ca_file {
+        if let Err(message) = crate::backend::http::load_roots(file) {
+            report.push(format!("{path}.ca_file"), message);
+        }
     }
     match PathTemplate::parse(&backend.path) {
         Err(message) => report.push(format!("{path}.path"), message),

@@ -130,6 +130,17 @@ impl LocalStore {
         }
     }
 
+    pub fn refund(&self, second: u64, windows: &[Window<'_>]) {
+        let mut state = self.lock();
+        for window in windows {
+            if let Some((at, count)) = state.windows.get_mut(window.counter) {
+                if *at == second {
+                    *count = count.saturating_sub(1);
+                }
+            }
+        }
+    }
+
     pub fn plan(&self, second: u64, plan: PlanCounters<'_>) -> Outcome {
         let mut state = self.lock();
         let rate_used = window_count(&state.windows, plan.counter, second);

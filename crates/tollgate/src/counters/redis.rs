@@ -45,6 +45,19 @@ table.insert(used, 1, 1)
 return used
 ";
 
+/// Takes one request back out of each window that still counts one.
+/// KEYS: windows. Returns the number of windows changed.
+const REFUND: &str = r"
+local changed = 0
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then
+    redis.call('DECR', key)
+    changed = changed + 1
+  end
+end
+return {changed}
+";
+
 /// Checks a plan's rate window and quota, then counts the request in both.
 /// KEYS: the window, the quota; ARGV: the rate limit and the quota, -1 for none.
 /// Returns 0 (counted), 1 (rate limited) or 2 (quota exceeded), the window count, the quota
@@ -82,6 +95,7 @@ pub struct RedisStore {
     timeout: Duration,
     when_unreachable: WhenUnreachable,
     throttle: Script,
+    refund: Script,
     plan: Script,
     /// Set while Redis is unreachable, so the outage is logged once.
     down: AtomicBool,
@@ -111,6 +125,7 @@ impl RedisStore {
             timeout: Duration::from_millis(config.timeout_ms),
             when_unreachable: config.when_unreachable,
             throttle: Script::new(THROTTLE),
+            refund: Script::new(REFUND),
             plan: Script::new(PLAN),
             down: AtomicBool::new(false),
         })
@@ -181,19 +196,44 @@ impl RedisStore {
         result
     }
 
+    /// Returns the Redis keys of the windows of one second, which share their service's tag.
+    fn window_keys(&self, second: u64, windows: &[Window<'_>]) -> Vec<String> {
+        let Some(first) = windows.first() else {
+            return Vec::new();
+        };
+        let tag = first.counter.split(":api:").next().unwrap_or(first.counter);
+        windows
+            .iter()
+            .map(|window| {
+                let rest = window.counter.strip_prefix(tag).unwrap_or(window.counter);
+                format!("{}:{{{tag}}}{rest}:{second}", self.prefix)
+            })
+            .collect()
+    }
+
+    pub async fn refund(&self, second: u64, windows: &[Window<'_>]) -> Result<(), StoreError> {
+        let keys = self.window_keys(second, windows);
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.refund.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        self.run(invocation).await.map(|_| ())
+    }
+
     pub async fn throttle(
         &self,
         second: u64,
         windows: &[Window<'_>],
     ) -> Result<Outcome, StoreError> {
-        let Some(first) = windows.first() else {
+        if windows.is_empty() {
             return Ok(Outcome::default());
-        };
-        let tag = first.counter.split(":api:").next().unwrap_or(first.counter);
+        }
         let mut invocation = self.throttle.prepare_invoke();
-        for window in windows {
-            let rest = window.counter.strip_prefix(tag).unwrap_or(window.counter);
-            invocation.key(format!("{}:{{{tag}}}{rest}:{second}", self.prefix));
+        for key in self.window_keys(second, windows) {
+            invocation.key(key);
         }
         for window in windows {
             invocation.arg(window.limit);

@@ -26,6 +26,12 @@ pub fn spawn_refresh(verifier: &Arc<OauthVerifier>) {
         return;
     };
     let period = verifier.jwks_refresh;
+    // Logs name the host and path only: a URL may carry credentials.
+    let shown = format!(
+        "{}{}",
+        url.host().unwrap_or_default(),
+        url.path_and_query().map_or("", |pq| pq.path())
+    );
     let weak: Weak<OauthVerifier> = Arc::downgrade(verifier);
     tokio::spawn(async move {
         let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
@@ -39,9 +45,9 @@ pub fn spawn_refresh(verifier: &Arc<OauthVerifier>) {
                     let count = keys.keys.len();
                     verifier.set_keys(keys);
                     if failing {
-                        tracing::info!(api = %verifier.api_id, %url, keys = count, "JWK set fetched again");
+                        tracing::info!(api = %verifier.api_id, url = %shown, keys = count, "JWK set fetched again");
                     } else {
-                        tracing::debug!(api = %verifier.api_id, %url, keys = count, "JWK set fetched");
+                        tracing::debug!(api = %verifier.api_id, url = %shown, keys = count, "JWK set fetched");
                     }
                     failing = false;
                 }
@@ -52,7 +58,7 @@ pub fn spawn_refresh(verifier: &Arc<OauthVerifier>) {
                         } else {
                             "requests get 481 Oauth found no public key. until a fetch succeeds"
                         };
-                        tracing::warn!(api = %verifier.api_id, %url, %error, "JWK set fetch failed; {kept}");
+                        tracing::warn!(api = %verifier.api_id, url = %shown, %error, "JWK set fetch failed; {kept}");
                     }
                     failing = true;
                 }

@@ -132,7 +132,9 @@ impl OauthVerifier {
         if self.cache_entries > 0 {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(hit) = cache.get(&digest) {
-                if hit.generation == keys.generation && now <= hit.expires + self.leeway {
+                if hit.generation == keys.generation
+                    && now <= hit.expires.saturating_add(self.leeway)
+                {
                     return Ok(hit.claims.clone());
                 }
             }
@@ -141,11 +143,11 @@ impl OauthVerifier {
         if self.cache_entries > 0 {
             let expires = claims
                 .get("exp")
-                .and_then(Value::as_u64)
+                .and_then(numeric_date)
                 .expect("verified tokens have exp");
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= self.cache_entries {
-                cache.retain(|_, entry| now <= entry.expires + self.leeway);
+                cache.retain(|_, entry| now <= entry.expires.saturating_add(self.leeway));
                 if cache.len() >= self.cache_entries {
                     cache.clear();
                 }
@@ -182,14 +184,14 @@ impl OauthVerifier {
 
         let exp = claims
             .get("exp")
-            .and_then(Value::as_u64)
+            .and_then(numeric_date)
             .ok_or("no numeric exp claim")?;
-        if now > exp + self.leeway {
+        if now > exp.saturating_add(self.leeway) {
             return Err(format!("expired at {exp}, now {now}"));
         }
         if let Some(nbf) = claims.get("nbf") {
-            let nbf = nbf.as_u64().ok_or("nbf is not a number")?;
-            if now + self.leeway < nbf {
+            let nbf = numeric_date(nbf).ok_or("nbf is not a number")?;
+            if now.saturating_add(self.leeway) < nbf {
                 return Err(format!("not valid before {nbf}, now {now}"));
             }
         }
@@ -211,6 +213,20 @@ impl OauthVerifier {
         }
         Ok(claims)
     }
+}
+
+/// Reads a JWT NumericDate: seconds since the epoch, which may have a fraction. Negative
+/// times count as 0.
+fn numeric_date(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_i64().map(|seconds| seconds.max(0) as u64))
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f.max(0.0) as u64)
+        })
 }
 
 /// Returns the token of `Authorization: Bearer id_token="<jwt>"` or `Bearer <jwt>`.

@@ -40,6 +40,7 @@ pub fn identify<'s>(
         sign_request_target: api.key_pair.sign_request_target,
         require_digest: api.key_pair.require_digest,
         x_date_window: snapshot.x_date_window,
+        check_date: snapshot.check_date,
     };
     let find_key = |id: &str| snapshot.key_pairs.get(id);
     match api.auth {
@@ -130,6 +131,12 @@ pub async fn count(
         usage_value(outcome.usage[0]),
     ));
     headers.push((X_USAGE_PLAN_QUOTA.clone(), usage_value(outcome.usage[1])));
+    if outcome.refused.is_some() && !windows.is_empty() {
+        // The throttle step counted this request, and the plan refused it: it must not take
+        // a place in the service's or the API's second from other callers. A failed refund
+        // leaves the window one higher until the second ends.
+        let _ = counters.refund(second, &windows).await;
+    }
     match outcome.refused {
         None => Ok(()),
         Some(Refusal::RateLimited) => Err(GatewayError::RateLimitExceeded),

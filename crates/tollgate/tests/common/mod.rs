@@ -23,6 +23,7 @@ use tollgate::server::Server;
 
 pub mod process;
 pub mod redis;
+pub mod tls;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type TestBody = BoxBody<Bytes, BoxError>;
@@ -85,11 +86,17 @@ fn with_test_listener(yaml: &str) -> String {
 
 /// An HTTP client that never uses a proxy from the environment and never follows redirects.
 pub fn client() -> reqwest::Client {
+    install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// Makes ring the process's TLS crypto provider, which the TLS-capable test client needs.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Sends a request with a Host header and returns status, headers and body text.
@@ -204,6 +211,7 @@ pub async fn echo(request: Request<Incoming>) -> Response<TestBody> {
     }
     let description = json!({
         "method": parts.method.as_str(),
+        "version": format!("{:?}", parts.version),
         "uri": parts.uri.to_string(),
         "headers": headers,
         "body_len": body.len(),
