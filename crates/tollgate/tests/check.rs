@@ -182,7 +182,7 @@ const BAD_OAUTH: &str = r#"services:
       release: {}
     apis:
       - { id: api-auth, name: auth, path: /auth, auth: SECRET, backend: { type: mock },
-          oauth: { jwks_url: "https://keys.example.com/jwks" } }
+          oauth: { jwks_url: "ftp://keys.example.com/jwks" } }
       - { id: api-nokey, name: nokey, path: /nokey, backend: { type: mock }, oauth: {} }
       - { id: api-biz, name: biz, path: /biz, auth: OAUTH, backend: { type: mock } }
       - { id: api-biz2, name: biz2, path: /biz2, auth: OAUTH, backend: { type: mock },
@@ -200,7 +200,7 @@ fn check_reports_unusable_oauth_settings() {
     assert!(!ok, "check accepted a broken file");
     let expected = [
         "services[0].apis[0].oauth: an authorization API is called without a token: set `auth: NONE`",
-        "services[0].apis[0].oauth.jwks_url: `https://keys.example.com/jwks` is not an `http://` URL",
+        "services[0].apis[0].oauth.jwks_url: `ftp://keys.example.com/jwks` is not an `http://` or `https://` URL",
         "services[0].apis[1].oauth: give `public_key` (a JWK or JWK set) or `jwks_url`",
         "services[0].apis[2].oauth_business: an `auth: OAUTH` API needs `oauth_business.authorization_api`",
         "services[0].apis[3].oauth_business.claim_headers.sub: `bad header` is not a valid header name",

@@ -565,7 +565,8 @@ pub struct OauthConfig {
     /// the token's `kid`.
     #[serde(default)]
     pub public_key: Option<SecretValue>,
-    /// An `http://` URL serving a JWK set, fetched at start and every `jwks_refresh_secs`; the
+    /// An `http://` or `https://` URL serving a JWK set (verified against the system's
+    /// certificate authorities), fetched at start and every `jwks_refresh_secs`; the
     /// last good set is kept when a fetch fails. Used with or instead of `public_key`.
     #[serde(default)]
     pub jwks_url: Option<String>,

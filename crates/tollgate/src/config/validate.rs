@@ -493,12 +493,11 @@ fn validate_oauth(api: &ApiConfig, path: &str, report: &mut Report) {
     }
     if let Some(url) = &oauth.jwks_url {
         match url.parse::<Uri>() {
-            Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {}
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
             _ => report.push(
                 format!("{path}.oauth.jwks_url"),
-                format!(
-                    "`{url}` is not an `http://` URL; this version fetches JWK sets over HTTP only"
-                ),
+                format!("`{url}` is not an `http://` or `https://` URL"),
             ),
         }
     }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -34,7 +36,13 @@ pub fn spawn_refresh(verifier: &Arc<OauthVerifier>) {
     );
     let weak: Weak<OauthVerifier> = Arc::downgrade(verifier);
     tokio::spawn(async move {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let client = match https_client() {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(url = %shown, %error, "cannot build the JWK set client");
+                return;
+            }
+        };
         let mut failing = false;
         loop {
             let Some(verifier) = weak.upgrade() else {
@@ -69,10 +77,30 @@ pub fn spawn_refresh(verifier: &Arc<OauthVerifier>) {
     });
 }
 
-async fn fetch(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
-    url: &http::Uri,
-) -> Result<KeySet, String> {
+type FetchClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// A client for `http://` and `https://` JWK set URLs, trusting the system's certificate
+/// authorities.
+fn https_client() -> Result<FetchClient, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
+    let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+async fn fetch(client: &FetchClient, url: &http::Uri) -> Result<KeySet, String> {
     let attempt = async {
         let response = client
             .get(url.clone())
