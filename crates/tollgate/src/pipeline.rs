@@ -38,6 +38,7 @@ use http_body_util::{BodyExt, Full};
 
 use crate::access_log::LogRecord;
 use crate::auth;
+use crate::backend::guard::AddressGuard;
 use crate::backend::http::{Failure, Outgoing};
 use crate::backend::{mock, HttpClient};
 use crate::clock::Clock;
@@ -104,12 +105,13 @@ impl Gateway {
     pub fn new(
         snapshot: Snapshot,
         pool: &BackendPoolConfig,
+        guard: AddressGuard,
         counters: Arc<Counters>,
         clock: Arc<dyn Clock>,
     ) -> Gateway {
         Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
-            client: HttpClient::new(pool),
+            client: HttpClient::new(pool, guard),
             counters,
             clock,
         }

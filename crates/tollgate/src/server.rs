@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::backend::guard::AddressGuard;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, LimitsConfig, Scheme};
 use crate::counters::Counters;
@@ -75,9 +76,16 @@ impl Server {
             tracing::info!(quota_file = %file.display(), "counting quota locally");
         }
         let flusher = tokio::spawn(flush_every_second(counters.clone()));
+        let denied = config
+            .server
+            .backend_denied_ranges
+            .iter()
+            .filter_map(|range| config::parse_ip_range(range))
+            .collect();
         let gateway = Arc::new(Gateway::new(
             snapshot,
             &config.server.backend_pool,
+            AddressGuard::new(denied),
             counters,
             clock,
         ));

@@ -192,6 +192,8 @@ pub struct HttpBackend {
     /// Certificate authorities trusted beside the system's, for `https://` backends.
     pub ca_file: Option<PathBuf>,
     pub http2: bool,
+    /// The backend's address when its URL names an IP, for the address guard.
+    pub literal_ip: Option<std::net::IpAddr>,
     /// Keeps the warnings about this backend's failures to one a second.
     pub failure_log: LogThrottle,
 }
@@ -537,6 +539,12 @@ fn compile_http_backend(http: &config::HttpBackendConfig) -> anyhow::Result<Http
     let uri: Uri = http.url.parse()?;
     let parts = uri.into_parts();
     let authority = parts.authority.context("backend URL without host")?;
+    let literal_ip = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok();
     let mut headers = Vec::with_capacity(http.headers.len());
     for (name, value) in &http.headers {
         let value = config::resolve_secret(value).map_err(|e| anyhow!(e))?;
@@ -556,6 +564,7 @@ fn compile_http_backend(http: &config::HttpBackendConfig) -> anyhow::Result<Http
         headers,
         ca_file: http.ca_file.clone(),
         http2: http.http2,
+        literal_ip,
         failure_log: LogThrottle::new(Duration::from_secs(1)),
     })
 }

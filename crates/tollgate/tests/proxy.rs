@@ -523,3 +523,48 @@ async fn malformed_request_chunk_is_400() {
         "{response}"
     );
 }
+
+/// Denied backend ranges are checked on IP-literal backends and on the addresses a backend
+/// name resolves to, before any connection is made.
+#[tokio::test]
+async fn denied_backend_addresses_are_403() {
+    let backend = TestBackend::echo().await;
+    let port = backend.addr.port();
+    let apis = [
+        http_api(
+            "literal",
+            "/literal",
+            &format!("http://127.0.0.2:{port}"),
+            "",
+        ),
+        http_api("named", "/named", &format!("http://localhost:{port}"), ""),
+        http_api("allowed", "/allowed", &backend.url(), ""),
+    ]
+    .concat();
+    let yaml = format!(
+        "server:\n  listen: [\"127.0.0.1:0\"]\n  access_log: {{ enabled: false }}\n  \
+         backend_denied_ranges: [127.0.0.2, 127.0.1.0/24]\n{}",
+        service(&apis)
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    let (status, _, body) = echo_get(&gateway, "/release/literal").await;
+    assert_eq!(status, 403);
+    assert_eq!(body["message"], "Endpoint IP address is not allowed.");
+    let (status, _, _) = echo_get(&gateway, "/release/allowed").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        backend.connections.load(Ordering::SeqCst),
+        1,
+        "no connection to a denied address"
+    );
+
+    let yaml = format!(
+        "server:\n  listen: [\"127.0.0.1:0\"]\n  access_log: {{ enabled: false }}\n  \
+         backend_denied_ranges: [127.0.0.0/8, \"::1\"]\n{}",
+        service(&apis)
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    let (status, _, body) = echo_get(&gateway, "/release/named").await;
+    assert_eq!(status, 403);
+    assert_eq!(body["message"], "Endpoint IP address is not allowed.");
+}

@@ -316,6 +316,7 @@ async fn https_on_http_only_service_is_426() {
     let gateway = Gateway::new(
         Snapshot::compile(&config).unwrap(),
         &BackendPoolConfig::default(),
+        tollgate::backend::guard::AddressGuard::default(),
         std::sync::Arc::new(tollgate::counters::Counters::in_memory()),
         std::sync::Arc::new(tollgate::clock::SystemClock),
     );

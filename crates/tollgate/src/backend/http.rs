@@ -31,6 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
+use super::guard::{self, AddressGuard, GuardedResolver};
 use crate::config::{BackendPoolConfig, EmptyPathRule, HostHeader, Scheme};
 use crate::error::GatewayError;
 use crate::pipeline::BoxError;
@@ -56,13 +57,14 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// ends would save most of it; see docs/benchmarks.md.
 pub struct HttpClient {
     /// Plain HTTP/1.1 backends, the common case, on a connector without TLS.
-    client: Client<HttpConnector, OutgoingBody>,
+    client: Client<HttpConnector<GuardedResolver>, OutgoingBody>,
     /// `https://` and HTTP/2 backends, one client per set of trusted roots and protocol.
     tls_clients: Mutex<HashMap<ClientKey, TlsClient>>,
     pool: BackendPoolConfig,
+    guard: AddressGuard,
 }
 
-type TlsClient = Client<HttpsConnector<HttpConnector>, OutgoingBody>;
+type TlsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, OutgoingBody>;
 
 /// What makes two backends need different clients.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -145,8 +147,8 @@ fn client_builder(pool: &BackendPoolConfig) -> hyper_util::client::legacy::Build
 }
 
 impl HttpClient {
-    pub fn new(pool: &BackendPoolConfig) -> HttpClient {
-        let mut connector = HttpConnector::new();
+    pub fn new(pool: &BackendPoolConfig, guard: AddressGuard) -> HttpClient {
+        let mut connector = HttpConnector::new_with_resolver(GuardedResolver::new(guard.clone()));
         connector.set_nodelay(true);
         connector.set_connect_timeout(None);
         let client = client_builder(pool).build(connector);
@@ -154,6 +156,7 @@ impl HttpClient {
             client,
             tls_clients: Mutex::new(HashMap::new()),
             pool: pool.clone(),
+            guard,
         }
     }
 
@@ -182,7 +185,7 @@ impl HttpClient {
             .map_err(|error| error.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let mut http = HttpConnector::new();
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(self.guard.clone()));
         http.set_nodelay(true);
         http.enforce_http(false);
         let builder = HttpsConnectorBuilder::new()
@@ -210,6 +213,13 @@ impl HttpClient {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        if backend.literal_ip.is_some_and(|ip| !self.guard.allows(ip)) {
+            return Err(Failure {
+                error: GatewayError::EndpointIpNotAllowed,
+                cause: format!("{} is in a denied backend range", backend.authority),
+                upstream_time: Duration::ZERO,
+            });
+        }
         let timeout = outgoing.timeout;
         let request = build_request(backend, outgoing).map_err(|cause| Failure {
             error: GatewayError::ApiConfig,
@@ -239,6 +249,8 @@ impl HttpClient {
                 let error_chain = describe(&error);
                 let gateway_error = if is_length_limit(&error) {
                     GatewayError::BodyTooLarge
+                } else if guard::is_denied(&error) {
+                    GatewayError::EndpointIpNotAllowed
                 } else if is_request_body_error(&error) {
                     GatewayError::BadRequestBody
                 } else {
@@ -529,6 +541,7 @@ mod tests {
             headers: Vec::new(),
             ca_file: None,
             http2: false,
+            literal_ip: None,
             failure_log: crate::log_throttle::LogThrottle::new(Duration::from_secs(1)),
         }
     }

@@ -253,6 +253,20 @@ pub struct ServerConfig {
     /// Pooled connections to backends.
     #[serde(default)]
     pub backend_pool: BackendPoolConfig,
+    /// Address ranges (CIDR or single addresses) the gateway never connects to, checked on
+    /// the addresses a backend name resolves to. A request whose backend is only there gets
+    /// 403 `Endpoint IP address is not allowed.`. The default holds the link-local ranges
+    /// (with 169.254.169.254) and the metadata addresses 100.100.100.200 and fd00:ec2::254;
+    /// `[]` allows every address. Read at start.
+    #[serde(default = "default_backend_denied_ranges")]
+    pub backend_denied_ranges: Vec<String>,
+}
+
+fn default_backend_denied_ranges() -> Vec<String> {
+    crate::backend::guard::DEFAULT_DENIED
+        .iter()
+        .map(|range| range.to_string())
+        .collect()
 }
 
 fn default_https_port() -> u16 {
@@ -283,6 +297,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::default(),
             access_log: AccessLogConfig::default(),
             backend_pool: BackendPoolConfig::default(),
+            backend_denied_ranges: default_backend_denied_ranges(),
         }
     }
 }

@@ -61,6 +61,16 @@ pub fn validate(config: &Config, report: &mut Report) {
     }
 }
 
+/// Parses an IP address or a CIDR range; a single address is a range of one.
+pub fn parse_ip_range(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
+}
+
 /// Checks that a certificate chain and its key load and fit together.
 fn validate_certificate(certificate: &CertificateConfig, path: &str, report: &mut Report) {
     if let Err(message) =
@@ -89,6 +99,14 @@ fn validate_server(server: &ServerConfig, report: &mut Report) {
     }
     if let Some(certificate) = &server.tls {
         validate_certificate(certificate, "server.tls", report);
+    }
+    for (index, range) in server.backend_denied_ranges.iter().enumerate() {
+        if parse_ip_range(range).is_none() {
+            report.push(
+                format!("server.backend_denied_ranges[{index}]"),
+                format!("`{range}` is not an IP address or CIDR range, such as `169.254.0.0/16`"),
+            );
+        }
     }
     let limits = &server.limits;
     if limits.max_header_bytes < 8192 {
