@@ -65,7 +65,8 @@ pub struct LogRecord {
     /// Filled in only when the line is enabled.
     pub host: String,
     pub scheme: &'static str,
-    pub client: SocketAddr,
+    /// The socket peer; `None` on a Unix socket, logged as `unix`.
+    pub client: Option<SocketAddr>,
     pub service: Option<String>,
     pub environment: Option<&'static str>,
     pub api: Option<String>,
@@ -86,7 +87,7 @@ impl LogRecord {
         method: Method,
         uri: Option<PathAndQuery>,
         scheme: &'static str,
-        client: SocketAddr,
+        client: Option<SocketAddr>,
     ) -> LogRecord {
         LogRecord {
             enabled,
@@ -129,7 +130,7 @@ impl LogRecord {
             scheme = self.scheme,
             status = self.status,
             ups_status = self.upstream_status,
-            client = %self.client,
+            client = %ClientAddress(self.client),
             upstream = self.upstream_addr.map(tracing::field::display),
             request_time_ms = millis(request_time),
             upstream_time_ms = self.upstream_time.map(millis),
@@ -137,6 +138,17 @@ impl LogRecord {
             err_msg = self.error.as_deref(),
             "request"
         );
+    }
+}
+
+struct ClientAddress(Option<SocketAddr>);
+
+impl fmt::Display for ClientAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(address) => address.fmt(f),
+            None => f.write_str("unix"),
+        }
     }
 }
 

@@ -21,6 +21,7 @@
 
 mod access;
 mod body;
+mod client_ip;
 mod params;
 
 use std::net::SocketAddr;
@@ -65,9 +66,10 @@ const SUPPORTED_METHODS: [Method; 7] = [
 /// The connection a request came on.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
-    pub peer: SocketAddr,
+    /// The peer's address; `None` on a Unix socket.
+    pub peer: Option<SocketAddr>,
     /// The peer's IP address as a header value, made once per connection.
-    pub peer_ip: HeaderValue,
+    pub peer_ip: Option<HeaderValue>,
     pub scheme: Scheme,
 }
 
@@ -77,9 +79,18 @@ impl ConnectionInfo {
         let peer_ip = HeaderValue::try_from(peer.ip().to_canonical().to_string())
             .expect("an IP address is a valid header value");
         ConnectionInfo {
-            peer,
-            peer_ip,
+            peer: Some(peer),
+            peer_ip: Some(peer_ip),
             scheme,
+        }
+    }
+
+    /// A connection on a Unix socket, whose peer has no IP address.
+    pub fn unix() -> ConnectionInfo {
+        ConnectionInfo {
+            peer: None,
+            peer_ip: None,
+            scheme: Scheme::Http,
         }
     }
 }
@@ -246,6 +257,25 @@ impl Gateway {
         record.api = Some(api.id.clone());
         state.api_id = Some(api.id_header.clone());
 
+        // The client's address is worked out only where something needs it.
+        let client = if api.ip_control.is_some() || !snapshot.trusted_proxies.is_empty() {
+            client_ip::client_ip(
+                conn.peer.map(|peer| peer.ip()),
+                &parts.headers,
+                &snapshot.trusted_proxies,
+            )
+        } else {
+            conn.peer.map(|peer| peer.ip().to_canonical())
+        };
+        if let Some(control) = &api.ip_control {
+            client_ip::check(control, client)?;
+        }
+        let real_ip = if snapshot.trusted_proxies.is_empty() {
+            conn.peer_ip.clone()
+        } else {
+            client.and_then(|ip| HeaderValue::try_from(ip.to_string()).ok())
+        };
+
         let now = self.clock.now();
         let plan = access::identify(snapshot, published, &parts, now)?;
         if let (true, Some(identified)) = (record.enabled, &plan.key) {
@@ -314,7 +344,8 @@ impl Gateway {
                             matched_len: route.matched_len,
                             captures: &route.captures,
                             extra_query: &extra_query,
-                            client_ip: &conn.peer_ip,
+                            client_ip: conn.peer_ip.as_ref(),
+                            real_ip: real_ip.clone(),
                             scheme: conn.scheme,
                             request_id: state.request_id.clone(),
                             timeout: api.timeout,

@@ -7,7 +7,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -46,6 +46,7 @@ pub struct Server {
     config_path: Option<PathBuf>,
     local_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
+    unix_paths: Vec<PathBuf>,
     grace_period: Duration,
     stop_accepting: watch::Sender<bool>,
     force_close: watch::Sender<bool>,
@@ -95,6 +96,7 @@ impl Server {
 
         let mut local_addrs = Vec::new();
         let mut tls_addrs = Vec::new();
+        let mut unix_paths = Vec::new();
         let mut accept_loops = Vec::new();
         let plain = if config.server.http2_cleartext {
             Protocol::Cleartext
@@ -113,6 +115,21 @@ impl Server {
                 listeners.push((address, Protocol::Tls(tls.clone())));
             }
         }
+        for path in &config.server.listen_unix {
+            let listener = bind_unix(path)?;
+            tracing::info!(path = %path.display(), "listening on a Unix socket");
+            unix_paths.push(path.clone());
+            let acceptor = Acceptor {
+                listener: Listener::Unix(listener),
+                protocol: plain.clone(),
+                gateway: gateway.clone(),
+                limits: config.server.limits.clone(),
+                stop: stop_accepting.subscribe(),
+                force_close: force_close.subscribe(),
+                graceful: graceful.clone(),
+            };
+            accept_loops.push(tokio::spawn(acceptor.run()));
+        }
         for (address, protocol) in listeners {
             let address: SocketAddr = address
                 .parse()
@@ -127,7 +144,7 @@ impl Server {
                 local_addrs.push(local);
             }
             let acceptor = Acceptor {
-                listener,
+                listener: Listener::Tcp(listener),
                 protocol,
                 gateway: gateway.clone(),
                 limits: config.server.limits.clone(),
@@ -143,6 +160,7 @@ impl Server {
             config_path,
             local_addrs,
             tls_addrs,
+            unix_paths,
             grace_period: Duration::from_secs(config.server.grace_period_secs),
             stop_accepting,
             force_close,
@@ -207,6 +225,11 @@ impl Server {
         if !finished {
             tracing::warn!("grace period over; closing the connections still open");
             let _ = self.force_close.send(true);
+        }
+        for path in &self.unix_paths {
+            if let Err(error) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), %error, "cannot remove the Unix socket");
+            }
         }
         self.flusher.abort();
         let counters = self.gateway.counters().clone();
@@ -305,8 +328,14 @@ enum Protocol {
     Tls(TlsAcceptor),
 }
 
+/// A bound listener.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
 struct Acceptor {
-    listener: TcpListener,
+    listener: Listener,
     protocol: Protocol,
     gateway: Arc<Gateway>,
     limits: LimitsConfig,
@@ -320,10 +349,20 @@ impl Acceptor {
         loop {
             let accepted = tokio::select! {
                 _ = self.stop.changed() => break,
-                accepted = self.listener.accept() => accepted,
+                accepted = accept(&self.listener) => accepted,
             };
             match accepted {
-                Ok((stream, peer)) => self.serve(stream, peer),
+                Ok(Accepted::Tcp(stream, peer)) => {
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
+                    }
+                    let scheme = match self.protocol {
+                        Protocol::Tls(_) => Scheme::Https,
+                        _ => Scheme::Http,
+                    };
+                    self.serve(stream, ConnectionInfo::new(peer, scheme));
+                }
+                Ok(Accepted::Unix(stream)) => self.serve(stream, ConnectionInfo::unix()),
                 Err(error) => {
                     tracing::warn!(%error, "accept failed; retrying");
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -332,15 +371,14 @@ impl Acceptor {
         }
     }
 
-    fn serve(&self, stream: TcpStream, peer: SocketAddr) {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
-        }
-        let scheme = match self.protocol {
-            Protocol::Tls(_) => Scheme::Https,
-            _ => Scheme::Http,
-        };
-        let info = Arc::new(ConnectionInfo::new(peer, scheme));
+    fn serve<I>(&self, stream: I, info: ConnectionInfo)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = info
+            .peer
+            .map_or_else(|| "unix".to_string(), |peer| peer.to_string());
+        let info = Arc::new(info);
         let gateway = self.gateway.clone();
         let service = service_fn(move |request| {
             let gateway = gateway.clone();
@@ -397,6 +435,37 @@ impl Acceptor {
             }
         });
     }
+}
+
+enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(listener) => {
+            let (stream, peer) = listener.accept().await?;
+            Ok(Accepted::Tcp(stream, peer))
+        }
+        Listener::Unix(listener) => {
+            let (stream, _) = listener.accept().await?;
+            Ok(Accepted::Unix(stream))
+        }
+    }
+}
+
+/// Binds a Unix socket, replacing a stale socket file but nothing else.
+fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        if !metadata.file_type().is_socket() {
+            anyhow::bail!("`{}` exists and is not a socket", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot replace the stale socket `{}`", path.display()))?;
+    }
+    UnixListener::bind(path).with_context(|| format!("cannot listen on `{}`", path.display()))
 }
 
 fn http1_builder(limits: &LimitsConfig) -> http1::Builder {

@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub certificates: CertificateStore,
     /// The port of redirects to HTTPS, omitted from the URL when 443.
     pub https_port: u16,
+    /// Proxies whose forwarded client addresses are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A key pair, with the plans that hold it.
@@ -164,6 +166,13 @@ pub struct Api {
     pub key_pair: KeyPairApiConfig,
     /// For authorization APIs: the verifier of their business APIs' tokens.
     pub oauth_provider: Option<Arc<OauthVerifier>>,
+    pub ip_control: Option<IpControl>,
+}
+
+/// A compiled IP access control plugin.
+pub struct IpControl {
+    pub kind: config::IpControlType,
+    pub blocks: Vec<ipnet::IpNet>,
 }
 
 /// A declared header or query parameter that the gateway checks or fills in.
@@ -319,6 +328,12 @@ impl Snapshot {
             oauth_verifiers,
             certificates,
             https_port: config.server.https_port,
+            trusted_proxies: config
+                .server
+                .trusted_proxies
+                .iter()
+                .filter_map(|range| config::parse_ip_range(range))
+                .collect(),
         })
     }
 
@@ -532,6 +547,15 @@ fn compile_api(api: &ApiConfig) -> anyhow::Result<Api> {
         auth: api.auth,
         key_pair: api.key_pair.clone(),
         oauth_provider: compile_oauth_provider(api),
+        ip_control: api.ip_control.as_ref().map(|control| IpControl {
+            kind: control.kind,
+            blocks: control
+                .blocks
+                .entries()
+                .into_iter()
+                .filter_map(config::parse_ip_range)
+                .collect(),
+        }),
     })
 }
 

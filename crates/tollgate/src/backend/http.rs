@@ -114,7 +114,10 @@ pub struct Outgoing<'a, B> {
     /// Query parameters to append (defaults of declared parameters), already encoded.
     pub extra_query: &'a str,
     /// The client's IP address.
-    pub client_ip: &'a HeaderValue,
+    /// The socket peer's address, appended to `X-Forwarded-For`; `None` on a Unix socket.
+    pub client_ip: Option<&'a HeaderValue>,
+    /// The client's address for `X-Real-IP`: the peer, or the address trusted proxies gave.
+    pub real_ip: Option<HeaderValue>,
     pub scheme: Scheme,
     /// The request id as a header value.
     pub request_id: HeaderValue,
@@ -295,6 +298,7 @@ where
         captures,
         extra_query,
         client_ip,
+        real_ip,
         scheme,
         request_id,
         max_body_bytes,
@@ -328,7 +332,14 @@ where
     let headers = &mut parts.headers;
     let client_host = headers.remove(header::HOST);
     remove_hop_by_hop(headers);
-    add_forwarding_headers(headers, client_ip, scheme, parts.version, request_id);
+    add_forwarding_headers(
+        headers,
+        client_ip,
+        real_ip,
+        scheme,
+        parts.version,
+        request_id,
+    );
     let host = match (backend.host_header, client_host) {
         (HostHeader::Client, Some(host)) => host,
         _ => backend.host_value.clone(),
@@ -396,18 +407,21 @@ pub fn backend_path(
 
 fn add_forwarding_headers(
     headers: &mut HeaderMap,
-    client_ip: &HeaderValue,
+    client_ip: Option<&HeaderValue>,
+    real_ip: Option<HeaderValue>,
     scheme: Scheme,
     version: Version,
     request_id: HeaderValue,
 ) {
-    let forwarded_for = match forwarded_for_chain(headers) {
-        Some(mut chain) => {
+    let forwarded_for = match (forwarded_for_chain(headers), client_ip) {
+        (Some(mut chain), Some(client_ip)) => {
             chain.push_str(", ");
             chain.push_str(client_ip.to_str().unwrap_or_default());
             HeaderValue::try_from(chain).ok()
         }
-        None => Some(client_ip.clone()),
+        (None, Some(client_ip)) => Some(client_ip.clone()),
+        // A Unix socket peer has no address to add; the chain goes on as sent.
+        (chain, None) => chain.and_then(|chain| HeaderValue::try_from(chain).ok()),
     };
     let scheme_value = HeaderValue::from_static(scheme.as_str());
     let version_value = HeaderValue::from_static(match version {
@@ -420,7 +434,14 @@ fn add_forwarding_headers(
     if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    headers.insert(X_REAL_IP.clone(), client_ip.clone());
+    match real_ip {
+        Some(real_ip) => {
+            headers.insert(X_REAL_IP.clone(), real_ip);
+        }
+        None => {
+            headers.remove(&X_REAL_IP);
+        }
+    }
     headers.insert(X_CLIENT_PROTO.clone(), scheme_value.clone());
     headers.insert(X_CLIENT_PROTO_VER.clone(), version_value);
     headers.insert(X_API_REQUEST_ID.clone(), request_id.clone());

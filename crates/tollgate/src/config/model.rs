@@ -253,6 +253,15 @@ pub struct ServerConfig {
     /// Pooled connections to backends.
     #[serde(default)]
     pub backend_pool: BackendPoolConfig,
+    /// Unix domain socket paths to accept plain HTTP on. A stale socket file at the path is
+    /// replaced; the file is removed at shutdown. Changing them needs a restart.
+    #[serde(default)]
+    pub listen_unix: Vec<PathBuf>,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` and `X-Real-IP` are
+    /// believed when working out the client's address; by default no proxy is, and the
+    /// client is the socket peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Address ranges (CIDR or single addresses) the gateway never connects to, checked on
     /// the addresses a backend name resolves to. A request whose backend is only there gets
     /// 403 `Endpoint IP address is not allowed.`. The default holds the link-local ranges
@@ -298,6 +307,8 @@ impl Default for ServerConfig {
             access_log: AccessLogConfig::default(),
             backend_pool: BackendPoolConfig::default(),
             backend_denied_ranges: default_backend_denied_ranges(),
+            listen_unix: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -499,6 +510,9 @@ pub struct ApiConfig {
     /// On an `auth: OAUTH` business API: its authorization API and what reaches the backend.
     #[serde(default)]
     pub oauth_business: Option<OauthBusinessConfig>,
+    /// The IP access control plugin: which client addresses may call the API.
+    #[serde(default)]
+    pub ip_control: Option<IpControlConfig>,
     /// Whether CORS is enabled for this API.
     #[serde(default)]
     pub cors: bool,
@@ -569,6 +583,50 @@ pub struct KeyPairApiConfig {
     /// The signature must cover a `Digest: SHA-256=<Base64>` header, and the body must match
     /// it. The gateway reads the whole body (up to the body limit) before forwarding it.
     pub require_digest: bool,
+}
+
+/// The IP access control plugin, as the product's `IPControl` plugin data.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IpControlConfig {
+    /// `white_list` admits only the listed clients; `black_list` rejects them. Others get
+    /// 403 `Client IP address is not allowed.`.
+    #[serde(rename = "type")]
+    pub kind: IpControlType,
+    /// IPv4 and IPv6 addresses and CIDR ranges: a list, or one string with entries separated
+    /// by newlines or `;` as the product's plugin data has them.
+    pub blocks: IpBlocks,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IpControlType {
+    WhiteList,
+    BlackList,
+}
+
+/// IP entries, as a list or as one separated string.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum IpBlocks {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl IpBlocks {
+    /// Returns every entry, trimmed, without empty ones.
+    pub fn entries(&self) -> Vec<&str> {
+        let items: Vec<&str> = match self {
+            IpBlocks::List(items) => items.iter().map(String::as_str).collect(),
+            IpBlocks::Text(text) => vec![text.as_str()],
+        };
+        items
+            .into_iter()
+            .flat_map(|item| item.split(['\n', ';']))
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .collect()
+    }
 }
 
 /// Token verification settings of an OAuth authorization API.

@@ -81,8 +81,11 @@ fn validate_certificate(certificate: &CertificateConfig, path: &str, report: &mu
 }
 
 fn validate_server(server: &ServerConfig, report: &mut Report) {
-    if server.listen.is_empty() {
-        report.push("server.listen", "at least one listen address is required");
+    if server.listen.is_empty() && server.listen_tls.is_empty() && server.listen_unix.is_empty() {
+        report.push(
+            "server.listen",
+            "at least one listener is required in `listen`, `listen_tls` or `listen_unix`",
+        );
     }
     for (key, addresses) in [
         ("listen", &server.listen),
@@ -99,6 +102,22 @@ fn validate_server(server: &ServerConfig, report: &mut Report) {
     }
     if let Some(certificate) = &server.tls {
         validate_certificate(certificate, "server.tls", report);
+    }
+    for (index, range) in server.trusted_proxies.iter().enumerate() {
+        if parse_ip_range(range).is_none() {
+            report.push(
+                format!("server.trusted_proxies[{index}]"),
+                format!("`{range}` is not an IP address or CIDR range, such as `10.0.0.0/8`"),
+            );
+        }
+    }
+    for (index, path) in server.listen_unix.iter().enumerate() {
+        if path.as_os_str().is_empty() {
+            report.push(
+                format!("server.listen_unix[{index}]"),
+                "the socket path is empty",
+            );
+        }
     }
     for (index, range) in server.backend_denied_ranges.iter().enumerate() {
         if parse_ip_range(range).is_none() {
@@ -427,6 +446,23 @@ fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<Path
         );
     }
     validate_oauth(api, path, report);
+    if let Some(control) = &api.ip_control {
+        let entries = control.blocks.entries();
+        if entries.is_empty() && control.kind == IpControlType::WhiteList {
+            report.push(
+                format!("{path}.ip_control.blocks"),
+                "an empty white list rejects every client: list the addresses to admit",
+            );
+        }
+        for entry in entries {
+            if parse_ip_range(entry).is_none() {
+                report.push(
+                    format!("{path}.ip_control.blocks"),
+                    format!("`{entry}` is not an IP address or CIDR range"),
+                );
+            }
+        }
+    }
     // NOTE: CORS and WebSocket APIs are rejected here until the gateway implements them, so
     // that no configured protection is silently skipped.
     let key_pair = &api.key_pair;
