@@ -23,6 +23,7 @@ mod access;
 mod body;
 mod client_ip;
 mod params;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -291,6 +292,13 @@ impl Gateway {
             }
         }
 
+        let client_upgrade = if api.websocket {
+            websocket::check_handshake(&parts.headers)?;
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        } else {
+            None
+        };
+
         let extra_query = params::apply(api, &mut parts)?;
         if let Some(limit) = snapshot.max_body_bytes {
             let declared = parts
@@ -346,6 +354,7 @@ impl Gateway {
                             extra_query: &extra_query,
                             client_ip: conn.peer_ip.as_ref(),
                             real_ip: real_ip.clone(),
+                            upgrade: api.websocket,
                             scheme: conn.scheme,
                             request_id: state.request_id.clone(),
                             timeout: api.timeout,
@@ -367,6 +376,15 @@ impl Gateway {
                         record.upstream_status = Some(answer.response.status().as_u16());
                         record.upstream_addr = answer.upstream_addr;
                         record.upstream_time = Some(answer.upstream_time);
+                        if let Some(client_upgrade) = client_upgrade {
+                            if answer.response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                                return Ok(websocket::relay(
+                                    answer.response,
+                                    client_upgrade,
+                                    record.request_id,
+                                ));
+                            }
+                        }
                         Ok(answer.response.map(ResponseBody::backend))
                     }
                     Err(failure) => {

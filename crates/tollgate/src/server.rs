@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -27,14 +26,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, LimitsConfig, Scheme};
 use crate::counters::Counters;
 use crate::oauth;
-use crate::pipeline::{BoxError, ConnectionInfo, Gateway};
+use crate::pipeline::{ConnectionInfo, Gateway};
 use crate::snapshot::Snapshot;
 
 /// Pending connections the kernel queues per listener.
 const LISTEN_BACKLOG: u32 = 1024;
-/// hyper's own read buffer maximum (8 KiB plus 100 times 4 KiB); raised to fit a larger
-/// header limit.
-const HYPER_DEFAULT_MAX_BUF_SIZE: usize = 8192 + 4096 * 100;
 /// Pause after a failed accept (such as too many open files) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
@@ -394,14 +390,19 @@ impl Acceptor {
             let served = async {
                 match protocol {
                     Protocol::Http1 => {
-                        let connection =
-                            http1_builder(&limits).serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(connection).await.map_err(BoxError::from)
+                        // The auto builder, held to HTTP/1.1, because hyper's graceful
+                        // shutdown can watch its upgradeable connections (for WebSocket).
+                        let mut builder = auto_builder(&limits);
+                        builder = builder.http1_only();
+                        let connection = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        watcher.watch(connection).await
                     }
                     Protocol::Cleartext => {
                         let builder = auto_builder(&limits);
                         let connection = builder
-                            .serve_connection(TokioIo::new(stream), service)
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
                             .into_owned();
                         watcher.watch(connection).await
                     }
@@ -419,7 +420,7 @@ impl Acceptor {
                             };
                         let builder = auto_builder(&limits);
                         let connection = builder
-                            .serve_connection(TokioIo::new(stream), service)
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
                             .into_owned();
                         watcher.watch(connection).await
                     }
@@ -468,17 +469,6 @@ fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
     UnixListener::bind(path).with_context(|| format!("cannot listen on `{}`", path.display()))
 }
 
-fn http1_builder(limits: &LimitsConfig) -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
-        .max_header_size(limits.max_header_bytes)
-        .max_buf_size(limits.max_header_bytes.max(HYPER_DEFAULT_MAX_BUF_SIZE))
-        .max_headers(limits.max_headers);
-    builder
-}
-
 /// A server for HTTP/1.1 and HTTP/2 with the same limits: for HTTP/2, the header list size
 /// stands for the header bytes limit.
 fn auto_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
@@ -487,7 +477,8 @@ fn auto_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
-        .max_buf_size(limits.max_header_bytes.max(HYPER_DEFAULT_MAX_BUF_SIZE))
+        // The read buffer bounds the request head: a head that does not fit gets 431.
+        .max_buf_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
     builder
         .http2()

@@ -164,6 +164,8 @@ pub struct Api {
     pub backend: Backend,
     pub auth: AuthType,
     pub key_pair: KeyPairApiConfig,
+    /// WebSocket APIs check the upgrade headers and relay the upgraded connection.
+    pub websocket: bool,
     /// For authorization APIs: the verifier of their business APIs' tokens.
     pub oauth_provider: Option<Arc<OauthVerifier>>,
     pub ip_control: Option<IpControl>,
@@ -546,6 +548,7 @@ fn compile_api(api: &ApiConfig) -> anyhow::Result<Api> {
         backend,
         auth: api.auth,
         key_pair: api.key_pair.clone(),
+        websocket: api.protocol == config::ApiProtocol::Websocket,
         oauth_provider: compile_oauth_provider(api),
         ip_control: api.ip_control.as_ref().map(|control| IpControl {
             kind: control.kind,
@@ -577,8 +580,13 @@ fn compile_http_backend(http: &config::HttpBackendConfig) -> anyhow::Result<Http
             HeaderValue::from_str(&value)?,
         ));
     }
+    // WebSocket backends are reached with an HTTP/1.1 upgrade, over TLS for `wss`.
+    let scheme = match parts.scheme.as_ref().map(|scheme| scheme.as_str()) {
+        Some("https" | "wss") => UriScheme::HTTPS,
+        _ => UriScheme::HTTP,
+    };
     Ok(HttpBackend {
-        scheme: parts.scheme.unwrap_or(UriScheme::HTTP),
+        scheme,
         host_value: HeaderValue::from_str(authority.as_str())?,
         authority,
         host_header: http.host_header,

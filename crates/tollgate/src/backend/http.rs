@@ -118,6 +118,8 @@ pub struct Outgoing<'a, B> {
     pub client_ip: Option<&'a HeaderValue>,
     /// The client's address for `X-Real-IP`: the peer, or the address trusted proxies gave.
     pub real_ip: Option<HeaderValue>,
+    /// Asks the backend to upgrade the connection to a WebSocket.
+    pub upgrade: bool,
     pub scheme: Scheme,
     /// The request id as a header value.
     pub request_id: HeaderValue,
@@ -224,6 +226,7 @@ impl HttpClient {
             });
         }
         let timeout = outgoing.timeout;
+        let upgrade = outgoing.upgrade;
         let request = build_request(backend, outgoing).map_err(|cause| Failure {
             error: GatewayError::ApiConfig,
             cause,
@@ -270,7 +273,10 @@ impl HttpClient {
                     .extensions()
                     .get::<HttpInfo>()
                     .map(HttpInfo::remote_addr);
-                remove_hop_by_hop(response.headers_mut());
+                // A 101 keeps its `Upgrade` and `Connection`: they are the handshake's answer.
+                if !(upgrade && response.status() == http::StatusCode::SWITCHING_PROTOCOLS) {
+                    remove_hop_by_hop(response.headers_mut());
+                }
                 Ok(Answer {
                     response,
                     upstream_addr,
@@ -302,6 +308,7 @@ where
         scheme,
         request_id,
         max_body_bytes,
+        upgrade,
         ..
     } = outgoing;
 
@@ -345,8 +352,11 @@ where
         _ => backend.host_value.clone(),
     };
     headers.insert(header::HOST, host);
-    // HTTP/2 has no connection headers.
-    if !backend.http2 {
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    } else if !backend.http2 {
+        // HTTP/2 has no connection headers.
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
     }
     for (name, value) in &backend.headers {

@@ -478,10 +478,10 @@ fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<Path
             "this version of Tollgate does not implement CORS yet; set `cors: false`",
         );
     }
-    if api.protocol == ApiProtocol::Websocket {
+    if api.protocol == ApiProtocol::Websocket && matches!(api.backend, BackendConfig::Mock(_)) {
         report.push(
-            format!("{path}.protocol"),
-            "this version of Tollgate serves only `HTTP` APIs",
+            format!("{path}.backend"),
+            "a WEBSOCKET API needs a `ws://` or `wss://` backend, not a mock",
         );
     }
 
@@ -496,7 +496,14 @@ fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<Path
     validate_parameters(api, variables, path, report);
     match &api.backend {
         BackendConfig::Http(backend) => {
-            validate_http_backend(backend, variables, &format!("{path}.backend"), report)
+            let websocket = api.protocol == ApiProtocol::Websocket;
+            validate_http_backend(
+                backend,
+                websocket,
+                variables,
+                &format!("{path}.backend"),
+                report,
+            )
         }
         BackendConfig::Mock(mock) => validate_mock(mock, &format!("{path}.backend"), report),
     }
@@ -614,6 +621,7 @@ fn validate_parameters(api: &ApiConfig, variables: &[String], path: &str, report
 
 fn validate_http_backend(
     backend: &HttpBackendConfig,
+    websocket: bool,
     variables: &[String],
     path: &str,
     report: &mut Report,
@@ -624,16 +632,30 @@ fn validate_http_backend(
             format!("`{}` is not a URL: {error}", backend.url),
         ),
         Ok(uri) => {
+            let (plain, secure) = if websocket {
+                ("ws", "wss")
+            } else {
+                ("http", "https")
+            };
             match uri.scheme_str() {
-                Some("http") if backend.ca_file.is_some() => report.push(
+                Some(scheme) if scheme == plain && backend.ca_file.is_some() => report.push(
                     format!("{path}.ca_file"),
-                    "`ca_file` applies to `https://` backends only",
+                    format!("`ca_file` applies to `{secure}://` backends only"),
                 ),
-                Some("http") | Some("https") => {}
+                Some(scheme) if scheme == plain || scheme == secure => {}
                 _ => report.push(
                     format!("{path}.url"),
-                    format!("`{}` must start with `http://` or `https://`", backend.url),
+                    format!(
+                        "`{}` must start with `{plain}://` or `{secure}://`",
+                        backend.url
+                    ),
                 ),
+            }
+            if websocket && backend.http2 {
+                report.push(
+                    format!("{path}.http2"),
+                    "WebSocket backends are reached over HTTP/1.1",
+                );
             }
             if uri.host().is_none_or(str::is_empty) {
                 report.push(format!("{path}.url"), "the backend URL has no host");

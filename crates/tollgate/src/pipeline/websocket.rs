@@ -1,0 +1,60 @@
+//! WebSocket APIs: the handshake checks, and the relay of the upgraded connection.
+//!
+//! The handshake is an HTTP/1.1 request like any other, so it goes through routing, auth,
+//! parameters and throttling, and the backend timeout covers it. When the backend answers
+//! 101, both connections are upgraded and their bytes are copied both ways as they arrive,
+//! frames and close frames included, with no timeout and no buffering of whole messages.
+//! When either side closes or fails, the other side's connection is shut down.
+
+use http::header::{HeaderMap, HeaderName};
+use http::Response;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::ResponseBody;
+use crate::access_log::RequestId;
+use crate::error::GatewayError;
+
+static SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+static SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket-version");
+
+/// Checks the headers the product requires of a WebSocket handshake.
+pub fn check_handshake(headers: &HeaderMap) -> Result<(), GatewayError> {
+    if !headers.contains_key(&SEC_WEBSOCKET_KEY) {
+        return Err(GatewayError::WebSocketKeyMissing);
+    }
+    if !headers.contains_key(&SEC_WEBSOCKET_VERSION) {
+        return Err(GatewayError::WebSocketVersionMissing);
+    }
+    Ok(())
+}
+
+/// Answers the client with the backend's 101 and relays the two upgraded connections.
+pub fn relay(
+    mut backend_response: Response<Incoming>,
+    client: OnUpgrade,
+    request_id: RequestId,
+) -> Response<ResponseBody> {
+    let backend = hyper::upgrade::on(&mut backend_response);
+    tokio::spawn(async move {
+        let (client, backend) = match tokio::join!(client, backend) {
+            (Ok(client), Ok(backend)) => (client, backend),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::info!(%request_id, %error, "WebSocket upgrade did not complete");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut backend = TokioIo::new(backend);
+        match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+            Ok((sent, received)) => tracing::debug!(
+                %request_id, bytes_to_backend = sent, bytes_to_client = received,
+                "WebSocket closed"
+            ),
+            Err(error) => tracing::debug!(%request_id, %error, "WebSocket ended with an error"),
+        }
+    });
+    let (parts, _) = backend_response.into_parts();
+    Response::from_parts(parts, ResponseBody::empty())
+}

@@ -1,0 +1,150 @@
+//! WebSocket APIs with a real WebSocket library on both sides: the handshake checks, frames
+//! relayed both ways, close codes passed on, and the backend timeout on the handshake only.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, error_body, TestGateway};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A WebSocket backend that echoes every message, and closes with code 4000 on `close-me`.
+async fn echo_backend() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = socket.next().await {
+                    match message {
+                        Message::Text(text) if text.as_str() == "close-me" => {
+                            let frame = CloseFrame {
+                                code: CloseCode::Library(4000),
+                                reason: "asked to".into(),
+                            };
+                            let _ = socket.close(Some(frame)).await;
+                            return;
+                        }
+                        Message::Text(_) | Message::Binary(_) => {
+                            if socket.send(message).await.is_err() {
+                                return;
+                            }
+                        }
+                        Message::Close(_) => return,
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn gateway(backend: std::net::SocketAddr) -> TestGateway {
+    let yaml = format!(
+        r#"
+services:
+  - id: service-ws000001
+    name: ws
+    default_domains: ["127.0.0.1"]
+    environments:
+      release: {{}}
+    apis:
+      - {{ id: api-ws000001, name: ws, path: /ws, protocol: WEBSOCKET, timeout_secs: 1,
+          backend: {{ type: http, url: 'ws://{backend}', path: /socket }} }}
+"#
+    );
+    TestGateway::start(&yaml).await
+}
+
+#[tokio::test]
+async fn handshake_headers_are_required() {
+    let gateway = gateway(echo_backend().await).await;
+    let response = client()
+        .get(gateway.url("/release/ws"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.text().await.unwrap(),
+        error_body("need header Sec-WebSocket-Key.")
+    );
+    let response = client()
+        .get(gateway.url("/release/ws"))
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.text().await.unwrap(),
+        error_body("need header Sec-WebSocket-Version.")
+    );
+}
+
+#[tokio::test]
+async fn messages_are_relayed_both_ways() {
+    let gateway = gateway(echo_backend().await).await;
+    let url = format!("ws://{}/release/ws", gateway.addr);
+    let (mut socket, response) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert_eq!(response.status(), 101);
+    assert_eq!(response.headers()["x-api-id"], "api-ws000001");
+
+    socket.send(Message::text("hello")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("hello")
+    );
+    // A message larger than any buffer the gateway keeps passes whole.
+    let large = vec![7u8; 4 * 1024 * 1024];
+    socket.send(Message::binary(large.clone())).await.unwrap();
+    match socket.next().await.unwrap().unwrap() {
+        Message::Binary(data) => assert_eq!(data.len(), large.len()),
+        other => panic!("expected binary, got {other:?}"),
+    }
+
+    // The backend timeout (1 s) covers the handshake only.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    socket.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("still here")
+    );
+    socket.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_backend_close_reaches_the_client() {
+    let gateway = gateway(echo_backend().await).await;
+    let url = format!("ws://{}/release/ws", gateway.addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    socket.send(Message::text("close-me")).await.unwrap();
+    match socket.next().await.unwrap().unwrap() {
+        Message::Close(Some(frame)) => {
+            assert_eq!(frame.code, CloseCode::Library(4000));
+            assert_eq!(frame.reason.as_str(), "asked to");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_dead_backend_fails_the_handshake_with_502() {
+    let port = common::closed_port();
+    let gateway = gateway(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let url = format!("ws://{}/release/ws", gateway.addr);
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 502);
+        }
+        other => panic!("expected an HTTP error, got {other:?}"),
+    }
+}
