@@ -32,10 +32,10 @@ async fn echo_backend() -> std::net::SocketAddr {
                             let _ = socket.close(Some(frame)).await;
                             return;
                         }
-                        Message::Text(_) | Message::Binary(_)
-                            if socket.send(message).await.is_err() =>
-                        {
-                            return;
+                        Message::Text(_) | Message::Binary(_) => {
+                            let Ok(()) = socket.send(message).await else {
+                                return;
+                            };
                         }
                         Message::Close(_) => return,
                         _ => {}
