@@ -299,7 +299,6 @@ impl Gateway {
             None
         };
 
-        let extra_query = params::apply(api, &mut parts)?;
         if let Some(limit) = snapshot.max_body_bytes {
             let declared = parts
                 .headers
@@ -310,16 +309,37 @@ impl Gateway {
                 return Err(GatewayError::BodyTooLarge);
             }
         }
-        let body = match plan.key.as_ref().and_then(|key| key.digest.as_deref()) {
-            None => OutgoingBody::Stream(body),
-            Some(digest) => {
-                let bytes = body::read_whole(body, snapshot.max_body_bytes).await?;
+        let digest = plan.key.as_ref().and_then(|key| key.digest.as_deref());
+        // Body parameters and digests need the whole body; other bodies stream through.
+        let body = if digest.is_some() || api.body_params {
+            let bytes = body::read_whole(body, snapshot.max_body_bytes).await?;
+            if let Some(digest) = digest {
                 if !auth::body_digest_matches(digest, &bytes) {
                     return Err(GatewayError::HmacDigestMismatch);
                 }
-                OutgoingBody::Whole(bytes)
             }
+            OutgoingBody::Whole(bytes)
+        } else {
+            OutgoingBody::Stream(body)
         };
+        let whole_body = match &body {
+            OutgoingBody::Whole(bytes) if api.body_params => Some(bytes),
+            _ => None,
+        };
+        let mapped = params::apply(api, &mut parts, &route.captures, whole_body)?;
+        let captures: std::borrow::Cow<'_, [(&str, String)]> = if mapped.path_values.is_empty() {
+            std::borrow::Cow::Borrowed(&route.captures)
+        } else {
+            let mut all = route.captures.clone();
+            all.extend(
+                mapped
+                    .path_values
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.clone())),
+            );
+            std::borrow::Cow::Owned(all)
+        };
+        let extra_query = mapped.extra_query;
 
         let second = self.clock.unix_second();
         access::count(
@@ -350,7 +370,7 @@ impl Gateway {
                             body: $body,
                             api_path,
                             matched_len: route.matched_len,
-                            captures: &route.captures,
+                            captures: &captures,
                             extra_query: &extra_query,
                             client_ip: conn.peer_ip.as_ref(),
                             real_ip: real_ip.clone(),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -26,11 +27,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, LimitsConfig, Scheme};
 use crate::counters::Counters;
 use crate::oauth;
-use crate::pipeline::{ConnectionInfo, Gateway};
+use crate::pipeline::{BoxError, ConnectionInfo, Gateway};
 use crate::snapshot::Snapshot;
 
 /// Pending connections the kernel queues per listener.
 const LISTEN_BACKLOG: u32 = 1024;
+/// hyper's own read buffer maximum (8 KiB plus 100 times 4 KiB); raised to fit a larger
+/// header limit.
+const HYPER_DEFAULT_MAX_BUF_SIZE: usize = 8192 + 4096 * 100;
 /// Pause after a failed accept (such as too many open files) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
@@ -385,19 +389,27 @@ impl Acceptor {
         // Taken now, so a connection still in its TLS handshake counts as open at shutdown.
         let watcher = self.graceful.watcher();
         let mut force_close = self.force_close.clone();
+        let mut stop = self.stop.clone();
         let protocol = self.protocol.clone();
         tokio::spawn(async move {
             let served = async {
                 match protocol {
                     Protocol::Http1 => {
-                        // The auto builder, held to HTTP/1.1, because hyper's graceful
-                        // shutdown can watch its upgradeable connections (for WebSocket).
-                        let mut builder = auto_builder(&limits);
-                        builder = builder.http1_only();
-                        let connection = builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                            .into_owned();
-                        watcher.watch(connection).await
+                        // hyper's graceful shutdown cannot watch an upgradeable HTTP/1.1
+                        // connection, so this one shuts down on the stop signal itself. The
+                        // watcher is held so that `Server::shutdown` waits for it to end.
+                        let _counted = watcher;
+                        let connection = http1_builder(&limits)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades();
+                        tokio::pin!(connection);
+                        tokio::select! {
+                            result = connection.as_mut() => result.map_err(BoxError::from),
+                            _ = stop.changed() => {
+                                connection.as_mut().graceful_shutdown();
+                                connection.await.map_err(BoxError::from)
+                            }
+                        }
                     }
                     Protocol::Cleartext => {
                         let builder = auto_builder(&limits);
@@ -467,6 +479,17 @@ fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
             .with_context(|| format!("cannot replace the stale socket `{}`", path.display()))?;
     }
     UnixListener::bind(path).with_context(|| format!("cannot listen on `{}`", path.display()))
+}
+
+fn http1_builder(limits: &LimitsConfig) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(HYPER_DEFAULT_MAX_BUF_SIZE))
+        .max_headers(limits.max_headers);
+    builder
 }
 
 /// A server for HTTP/1.1 and HTTP/2 with the same limits: for HTTP/2, the header list size

@@ -161,6 +161,11 @@ pub struct Api {
     pub path: String,
     pub timeout: Duration,
     pub parameters: Vec<Parameter>,
+    pub constants: Vec<ConstantParameter>,
+    /// The query string must be parsed: query parameters or mappings are declared.
+    pub parses_query: bool,
+    /// Body parameters are declared, so the body is read whole.
+    pub body_params: bool,
     pub backend: Backend,
     pub auth: AuthType,
     pub key_pair: KeyPairApiConfig,
@@ -183,6 +188,17 @@ pub struct Parameter {
     pub position: ParameterPosition,
     pub required: bool,
     pub default: Option<String>,
+    /// Where and under which name the backend gets it, when that differs.
+    pub backend: Option<(ParameterPosition, String)>,
+}
+
+/// A parameter added to every backend request.
+pub struct ConstantParameter {
+    pub name: String,
+    pub value: String,
+    /// The header name and value, for header constants; `None` for query constants.
+    pub header: Option<HeaderName>,
+    pub header_value: HeaderValue,
 }
 
 pub enum Backend {
@@ -520,23 +536,52 @@ fn compile_api(api: &ApiConfig) -> anyhow::Result<Api> {
             })
         }
     };
-    let parameters = api
+    let parameters: Vec<Parameter> = api
         .parameters
         .iter()
         .filter(|p| {
-            matches!(
-                p.position,
-                ParameterPosition::Header | ParameterPosition::Query
-            )
+            p.required
+                || p.default.is_some()
+                || p.backend_name.is_some()
+                || p.backend_position.is_some()
         })
-        .filter(|p| p.required || p.default.is_some())
-        .map(|p| Parameter {
-            name: p.name.clone(),
-            position: p.position,
-            required: p.required,
-            default: p.default.clone(),
+        .map(|p| {
+            let target = (
+                p.backend_position.unwrap_or(p.position),
+                p.backend_name.clone().unwrap_or(p.name.clone()),
+            );
+            Parameter {
+                name: p.name.clone(),
+                position: p.position,
+                required: p.required,
+                default: p.default.clone(),
+                backend: (target != (p.position, p.name.clone())).then_some(target),
+            }
         })
         .collect();
+    let constants = api
+        .constant_parameters
+        .iter()
+        .map(|c| {
+            let header = match c.position {
+                ParameterPosition::Header => Some(HeaderName::from_bytes(c.name.as_bytes())?),
+                _ => None,
+            };
+            Ok(ConstantParameter {
+                name: c.name.clone(),
+                value: c.value.clone(),
+                header,
+                header_value: HeaderValue::from_str(&c.value)
+                    .unwrap_or(HeaderValue::from_static("")),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let parses_query = parameters
+        .iter()
+        .any(|p| p.position == ParameterPosition::Query || p.backend.is_some());
+    let body_params = parameters
+        .iter()
+        .any(|p| p.position == ParameterPosition::Body);
     Ok(Api {
         id: api.id.clone(),
         id_header: HeaderValue::from_str(&api.id)
@@ -545,6 +590,9 @@ fn compile_api(api: &ApiConfig) -> anyhow::Result<Api> {
         path: api.path.clone(),
         timeout: Duration::from_secs(api.timeout_secs),
         parameters,
+        constants,
+        parses_query,
+        body_params,
         backend,
         auth: api.auth,
         key_pair: api.key_pair.clone(),

@@ -519,6 +519,9 @@ pub struct ApiConfig {
     /// Declared request parameters.
     #[serde(default)]
     pub parameters: Vec<ParameterConfig>,
+    /// Parameters added to every backend request, whatever the client sent.
+    #[serde(default)]
+    pub constant_parameters: Vec<ConstantParameterConfig>,
     /// Backend timeout in seconds, 1 to 1800: waiting longer for the backend's response head
     /// gives 504 `Gateway Time-out.`.
     #[serde(default = "default_backend_timeout_secs")]
@@ -726,6 +729,24 @@ pub struct ParameterConfig {
     /// Free-form description.
     #[serde(default)]
     pub description: Option<String>,
+    /// The name the backend gets the parameter under; the same name when absent.
+    #[serde(default)]
+    pub backend_name: Option<String>,
+    /// Where the backend gets the parameter: `header`, `query` or `path` (a `{name}` of the
+    /// backend path); the same position when absent. A moved header or query parameter is
+    /// removed from where the client sent it.
+    #[serde(default)]
+    pub backend_position: Option<ParameterPosition>,
+}
+
+/// A parameter the gateway adds to every backend request.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConstantParameterConfig {
+    pub name: String,
+    /// `header` or `query`.
+    pub position: ParameterPosition,
+    pub value: String,
 }
 
 /// The part of a request that carries a parameter.

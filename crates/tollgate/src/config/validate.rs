@@ -492,8 +492,46 @@ fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<Path
             None
         }
     };
-    let variables = pattern.as_ref().map_or(&[][..], |p| p.variables());
-    validate_parameters(api, variables, path, report);
+    let frontend_variables = pattern.as_ref().map_or(&[][..], |p| p.variables());
+    validate_parameters(api, frontend_variables, path, report);
+    // The backend path may use the frontend's variables and parameters mapped to the path.
+    let mut variables: Vec<String> = frontend_variables.to_vec();
+    variables.extend(
+        api.parameters
+            .iter()
+            .filter(|parameter| parameter.backend_position == Some(ParameterPosition::Path))
+            .map(|parameter| {
+                parameter
+                    .backend_name
+                    .clone()
+                    .unwrap_or(parameter.name.clone())
+            }),
+    );
+    let variables = &variables[..];
+    for (index, constant) in api.constant_parameters.iter().enumerate() {
+        let constant_path = format!("{path}.constant_parameters[{index}]");
+        match constant.position {
+            ParameterPosition::Header => {
+                if HeaderName::from_bytes(constant.name.as_bytes()).is_err() {
+                    report.push(
+                        format!("{constant_path}.name"),
+                        format!("`{}` is not a valid header name", constant.name),
+                    );
+                }
+                if HeaderValue::from_str(&constant.value).is_err() {
+                    report.push(
+                        format!("{constant_path}.value"),
+                        "the value is not a valid header value",
+                    );
+                }
+            }
+            ParameterPosition::Query => {}
+            _ => report.push(
+                format!("{constant_path}.position"),
+                "constant parameters go in `header` or `query`",
+            ),
+        }
+    }
     match &api.backend {
         BackendConfig::Http(backend) => {
             let websocket = api.protocol == ApiProtocol::Websocket;
@@ -611,10 +649,23 @@ fn validate_parameters(api: &ApiConfig, variables: &[String], path: &str, report
                     );
                 }
             }
-            ParameterPosition::Body => report.push(
-                format!("{parameter_path}.position"),
-                "this version of Tollgate does not read body parameters yet",
+            ParameterPosition::Body => {}
+        }
+        match parameter.backend_position {
+            Some(ParameterPosition::Body) => report.push(
+                format!("{parameter_path}.backend_position"),
+                "a parameter can be sent to the backend in `header`, `query` or `path`, not `body`",
             ),
+            Some(ParameterPosition::Header) => {
+                let name = parameter.backend_name.as_ref().unwrap_or(&parameter.name);
+                if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    report.push(
+                        format!("{parameter_path}.backend_name"),
+                        format!("`{name}` is not a valid header name"),
+                    );
+                }
+            }
+            _ => {}
         }
     }
 }
