@@ -22,6 +22,7 @@
 mod access;
 mod body;
 mod client_ip;
+pub mod cors;
 mod params;
 mod websocket;
 
@@ -111,6 +112,8 @@ struct RequestState {
     api_id: Option<HeaderValue>,
     /// Rate-limit and quota headers for the response.
     limit_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The API's CORS answers and the request's cross-origin `Origin`.
+    cors: Option<(Arc<cors::CorsPolicy>, Option<HeaderValue>)>,
 }
 
 impl Gateway {
@@ -168,6 +171,7 @@ impl Gateway {
                 request_id,
                 api_id: None,
                 limit_headers: Vec::new(),
+                cors: None,
             }),
         };
         let state = in_flight.state.as_mut().expect("set above");
@@ -178,6 +182,7 @@ impl Gateway {
             request_id,
             api_id,
             limit_headers,
+            cors,
         } = in_flight.state.take().expect("set above");
         let mut response = match result {
             Ok(response) => response,
@@ -195,6 +200,9 @@ impl Gateway {
         );
         for (name, value) in limit_headers {
             headers.insert(name, value);
+        }
+        if let Some((policy, origin)) = cors {
+            policy.add_headers(origin.as_ref(), headers);
         }
         response.body_mut().set_log(record);
         response
@@ -242,21 +250,36 @@ impl Gateway {
         }
 
         let api_path = matched_env.api_path;
-        let route =
-            environment
-                .router
-                .find(api_path, &parts.method)
-                .map_err(|error| match error {
-                    RouteError::NoMatch => GatewayError::NoApiMatchesUri {
-                        uri: api_path.to_string(),
-                        host: host.to_string(),
-                    },
-                    RouteError::MethodNotAllowed => GatewayError::MethodNotAllowed,
-                })?;
+        // A preflight is routed by the method it asks about.
+        let preflight = cors::preflight_method(&parts);
+        let route = environment
+            .router
+            .find(api_path, preflight.as_ref().unwrap_or(&parts.method))
+            .map_err(|error| match error {
+                RouteError::NoMatch => GatewayError::NoApiMatchesUri {
+                    uri: api_path.to_string(),
+                    host: host.to_string(),
+                },
+                RouteError::MethodNotAllowed => GatewayError::MethodNotAllowed,
+            })?;
         let published: &PublishedApi = route.value;
         let api: &Api = &published.api;
         record.api = Some(api.id.clone());
         state.api_id = Some(api.id_header.clone());
+
+        if let Some(origin) = cors::cross_origin(&parts, conn.scheme.as_str()) {
+            let policy = match &api.cors {
+                None => return Err(GatewayError::CorsNotEnabled(parts.uri.path().to_string())),
+                Some(policy) if !policy.usable => return Err(GatewayError::CorsConfig),
+                Some(policy) => policy,
+            };
+            if preflight.is_some() {
+                return Ok(policy.preflight(origin));
+            }
+            state.cors = Some((policy.clone(), Some(origin.clone())));
+        } else if let Some(policy) = &api.cors {
+            state.cors = Some((policy.clone(), None));
+        }
 
         // The client's address is worked out only where something needs it.
         let client = if api.ip_control.is_some() || !snapshot.trusted_proxies.is_empty() {

@@ -21,6 +21,7 @@ use crate::config::{
 };
 use crate::log_throttle::LogThrottle;
 use crate::oauth::OauthVerifier;
+use crate::pipeline::cors::CorsPolicy;
 use crate::route::{PathPattern, PathTemplate, Router, RouterBuilder};
 use crate::tls::{load_certified_key, CertificateStore};
 
@@ -174,6 +175,8 @@ pub struct Api {
     /// For authorization APIs: the verifier of their business APIs' tokens.
     pub oauth_provider: Option<Arc<OauthVerifier>>,
     pub ip_control: Option<IpControl>,
+    /// The CORS answers: the plugin's, or the flag's defaults.
+    pub cors: Option<Arc<CorsPolicy>>,
 }
 
 /// A compiled IP access control plugin.
@@ -598,6 +601,20 @@ fn compile_api(api: &ApiConfig) -> anyhow::Result<Api> {
         key_pair: api.key_pair.clone(),
         websocket: api.protocol == config::ApiProtocol::Websocket,
         oauth_provider: compile_oauth_provider(api),
+        cors: match (&api.cors_plugin, api.cors) {
+            (Some(plugin), _) => {
+                let policy = CorsPolicy::from_plugin(plugin);
+                if !policy.usable {
+                    tracing::warn!(
+                        api = %api.id,
+                        "the CORS plugin allows no origin; cross-origin requests get 481 Found no valid cors config."
+                    );
+                }
+                Some(Arc::new(policy))
+            }
+            (None, true) => Some(Arc::new(CorsPolicy::product_default())),
+            (None, false) => None,
+        },
         ip_control: api.ip_control.as_ref().map(|control| IpControl {
             kind: control.kind,
             blocks: control

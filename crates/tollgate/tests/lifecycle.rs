@@ -47,10 +47,17 @@ fn http_api(url: &str) -> String {
     )
 }
 
+/// The slow backends that received a request, by the address of their `dropped` flag.
+static RECEIVED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
 /// A backend that answers after `delay`, and sets `dropped` if its request is abandoned.
 async fn slow_backend(delay: Duration, dropped: Arc<AtomicBool>) -> TestBackend {
     TestBackend::start(move |_request| {
         let dropped = dropped.clone();
+        RECEIVED
+            .lock()
+            .unwrap()
+            .push(Arc::as_ptr(&dropped) as usize);
         async move {
             let guard = DropFlag(dropped);
             tokio::time::sleep(delay).await;
@@ -59,6 +66,20 @@ async fn slow_backend(delay: Duration, dropped: Arc<AtomicBool>) -> TestBackend 
         }
     })
     .await
+}
+
+/// Waits until a slow backend holds a request, so a signal sent next finds it in flight; a
+/// fixed sleep is not enough on a loaded machine.
+async fn wait_for_backend(dropped: &Arc<AtomicBool>) {
+    let key = Arc::as_ptr(dropped) as usize;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !RECEIVED.lock().unwrap().contains(&key) {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the backend"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 struct DropFlag(Arc<AtomicBool>);
@@ -144,7 +165,7 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     let backend = slow_backend(Duration::from_millis(1500), dropped.clone()).await;
     let mut gateway = GatewayProcess::start(&config(10, &http_api(&backend.url()))).await;
     let in_flight = tokio::spawn(body_of_owned(gateway.url("/release/slow")));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_backend(&dropped).await;
 
     gateway.signal("TERM");
     gateway
@@ -165,7 +186,7 @@ async fn sigterm_stops_after_the_grace_period() {
     let backend = slow_backend(Duration::from_secs(30), dropped.clone()).await;
     let mut gateway = GatewayProcess::start(&config(1, &http_api(&backend.url()))).await;
     let in_flight = tokio::spawn(body_of_owned_result(gateway.url("/release/slow")));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_backend(&dropped).await;
 
     let started = Instant::now();
     gateway.signal("TERM");
@@ -186,7 +207,7 @@ async fn second_sigterm_stops_at_once() {
     let backend = slow_backend(Duration::from_secs(30), dropped.clone()).await;
     let mut gateway = GatewayProcess::start(&config(30, &http_api(&backend.url()))).await;
     let in_flight = tokio::spawn(body_of_owned_result(gateway.url("/release/slow")));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_backend(&dropped).await;
 
     gateway.signal("TERM");
     gateway
@@ -215,7 +236,7 @@ async fn client_gone_is_logged_as_499_and_backend_cancelled() {
         .write_all(b"GET /release/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_backend(&dropped).await;
     drop(stream);
 
     let line = gateway

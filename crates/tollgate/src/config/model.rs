@@ -513,9 +513,14 @@ pub struct ApiConfig {
     /// The IP access control plugin: which client addresses may call the API.
     #[serde(default)]
     pub ip_control: Option<IpControlConfig>,
-    /// Whether CORS is enabled for this API.
+    /// Enables CORS with the product's defaults: any origin, the common methods and headers,
+    /// credentials allowed, a max age of one day.
     #[serde(default)]
     pub cors: bool,
+    /// The CORS plugin: origins, methods, headers, credentials and max age of one's own. It
+    /// takes precedence over `cors`.
+    #[serde(default)]
+    pub cors_plugin: Option<CorsPluginConfig>,
     /// Declared request parameters.
     #[serde(default)]
     pub parameters: Vec<ParameterConfig>,
@@ -586,6 +591,42 @@ pub struct KeyPairApiConfig {
     /// The signature must cover a `Digest: SHA-256=<Base64>` header, and the body must match
     /// it. The gateway reads the whole body (up to the body limit) before forwarding it.
     pub require_digest: bool,
+}
+
+/// The CORS plugin, as the product's `Cors` plugin data.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorsPluginConfig {
+    /// Allowed origins: `*` for any, an origin as `scheme://host[:port]` (compared exactly,
+    /// default ports ignored), or a regex anchored with `^` and `$` matched against the
+    /// whole origin. An empty list cannot be applied: requests get 481.
+    pub allow_origin: Vec<String>,
+    /// Methods a preflight may ask for.
+    #[serde(default = "default_plugin_methods")]
+    pub allow_methods: Vec<String>,
+    /// Request headers a preflight may ask for; empty allows none.
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    /// Response headers the page may read; empty exposes none beyond the safelisted ones.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Allows cookies and credentials; the response then names the origin, never `*`.
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// Seconds a browser may cache a preflight answer.
+    #[serde(default = "default_plugin_max_age")]
+    pub max_age: u64,
+}
+
+fn default_plugin_methods() -> Vec<String> {
+    ["GET", "PUT", "POST", "DELETE", "HEAD"]
+        .iter()
+        .map(|method| method.to_string())
+        .collect()
+}
+
+fn default_plugin_max_age() -> u64 {
+    600
 }
 
 /// The IP access control plugin, as the product's `IPControl` plugin data.

@@ -472,11 +472,33 @@ fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<Path
             "these options apply to key-pair APIs only: set `auth: SECRET` or remove them",
         );
     }
-    if api.cors {
-        report.push(
-            format!("{path}.cors"),
-            "this version of Tollgate does not implement CORS yet; set `cors: false`",
-        );
+    if let Some(plugin) = &api.cors_plugin {
+        for (index, origin) in plugin.allow_origin.iter().enumerate() {
+            if let Err(message) = crate::pipeline::cors::OriginRule::parse(origin) {
+                report.push(format!("{path}.cors_plugin.allow_origin[{index}]"), message);
+            }
+        }
+        for (index, method) in plugin.allow_methods.iter().enumerate() {
+            if http::Method::from_bytes(method.as_bytes()).is_err() {
+                report.push(
+                    format!("{path}.cors_plugin.allow_methods[{index}]"),
+                    format!("`{method}` is not a method"),
+                );
+            }
+        }
+        for (key, names) in [
+            ("allow_headers", &plugin.allow_headers),
+            ("expose_headers", &plugin.expose_headers),
+        ] {
+            for (index, name) in names.iter().enumerate() {
+                if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    report.push(
+                        format!("{path}.cors_plugin.{key}[{index}]"),
+                        format!("`{name}` is not a valid header name"),
+                    );
+                }
+            }
+        }
     }
     if api.protocol == ApiProtocol::Websocket && matches!(api.backend, BackendConfig::Mock(_)) {
         report.push(
