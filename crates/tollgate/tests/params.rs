@@ -93,6 +93,12 @@ async fn parameters_are_mapped_moved_and_added() {
     assert_eq!(echoed_header(&echo, "x-user"), Some("42"));
     assert_eq!(echoed_header(&echo, "x-source"), Some("gateway"));
 
+    let (status, body) = request(&gateway, reqwest::Method::GET, "/release/map//", &[], None).await;
+    assert_eq!(
+        (status, body),
+        (403, error_body("path variable id is required."))
+    );
+
     let (status, body) = request(
         &gateway,
         reqwest::Method::GET,

@@ -12,6 +12,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+/// Close codes the echo backend received from clients.
+static CLIENT_CLOSES: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
 /// A WebSocket backend that echoes every message, and closes with code 4000 on `close-me`.
 async fn echo_backend() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -37,7 +40,12 @@ async fn echo_backend() -> std::net::SocketAddr {
                                 return;
                             };
                         }
-                        Message::Close(_) => return,
+                        Message::Close(frame) => {
+                            if let Some(frame) = frame {
+                                CLIENT_CLOSES.lock().unwrap().push(u16::from(frame.code));
+                            }
+                            return;
+                        }
                         _ => {}
                     }
                 }
@@ -48,20 +56,23 @@ async fn echo_backend() -> std::net::SocketAddr {
 }
 
 async fn gateway(backend: std::net::SocketAddr) -> TestGateway {
-    let yaml = format!(
+    TestGateway::start(&service(backend)).await
+}
+
+fn service(backend: std::net::SocketAddr) -> String {
+    format!(
         r#"
 services:
   - id: service-ws000001
     name: ws
-    default_domains: ["127.0.0.1"]
+    default_domains: ["127.0.0.1", ws.example.com]
     environments:
       release: {{}}
     apis:
       - {{ id: api-ws000001, name: ws, path: /ws, protocol: WEBSOCKET, timeout_secs: 1,
           backend: {{ type: http, url: 'ws://{backend}', path: /socket }} }}
 "#
-    );
-    TestGateway::start(&yaml).await
+    )
 }
 
 #[tokio::test]
@@ -147,4 +158,64 @@ async fn a_dead_backend_fails_the_handshake_with_502() {
         }
         other => panic!("expected an HTTP error, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_client_close_reaches_the_backend() {
+    let gateway = gateway(echo_backend().await).await;
+    let url = format!("ws://{}/release/ws", gateway.addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    socket.send(Message::text("hi")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hi"));
+    let frame = CloseFrame {
+        code: CloseCode::Library(4001),
+        reason: "bye".into(),
+    };
+    socket.close(Some(frame)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !CLIENT_CLOSES.lock().unwrap().contains(&4001) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backend saw no close 4001"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// WebSocket over HTTPS: the client speaks `wss://` to the gateway's TLS listener.
+#[tokio::test]
+async fn websocket_over_tls() {
+    use common::tls::TestCa;
+    use rustls::pki_types::ServerName;
+    let backend = echo_backend().await;
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = ca.issue(dir.path(), "ws", &["ws.example.com"]);
+    let yaml = format!(
+        "server:\n  listen: [\"127.0.0.1:0\"]\n  listen_tls: [\"127.0.0.1:0\"]\n  \
+         tls: {{ cert_file: '{}', key_file: '{}' }}\n  access_log: {{ enabled: false }}\n{}",
+        leaf.cert_file.display(),
+        leaf.key_file.display(),
+        service(backend)
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    let tls_addr = gateway.server().tls_addrs()[0];
+    let connector =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(ca.client_config(&[b"http/1.1"])));
+    let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("ws.example.com").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut socket, response) =
+        tokio_tungstenite::client_async("wss://ws.example.com/release/ws", tls)
+            .await
+            .unwrap();
+    assert_eq!(response.status(), 101);
+    socket.send(Message::text("over tls")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("over tls")
+    );
+    socket.close(None).await.unwrap();
 }

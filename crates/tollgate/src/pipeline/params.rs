@@ -62,9 +62,13 @@ pub fn apply(
                 None => None,
             },
             ParameterPosition::Query => lookup(&query, &parameter.name),
+            // A capture of nothing but `/` (`/files//` for `/files/{name}`) is an empty
+            // segment: the variable is missing.
             ParameterPosition::Path => captures
                 .iter()
-                .find(|(name, value)| *name == parameter.name && !value.is_empty())
+                .find(|(name, value)| {
+                    *name == parameter.name && !value.trim_matches('/').is_empty()
+                })
                 .map(|(_, value)| value.clone()),
             ParameterPosition::Body => form.as_ref().and_then(|form| lookup(form, &parameter.name)),
         };
