@@ -6,7 +6,9 @@
 # Tollgate proxying a key-pair API, verifying an HMAC-SHA256 signature and counting the
 # request under a usage plan (rate limit and quota) on every request, and Tollgate proxying an
 # OAuth business API: an RS256 id_token verified on every request (token cache off), and the
-# same token with the cache of verified tokens on.
+# same token with the cache of verified tokens on. Last, nginx and Tollgate behind TLS, over
+# HTTP/1.1 (wrk) and HTTP/2 (h2load, 10 streams per connection), with one self-signed
+# certificate for `localhost`.
 # Both proxies get one worker pinned to the same core, pooled keep-alive connections to the
 # backend, and no access log. The backend and wrk share the other core.
 #
@@ -30,6 +32,11 @@ if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
     echo "installing nginx-light and wrk" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+fi
+if ! command -v h2load >/dev/null || ! command -v openssl >/dev/null; then
+    echo "installing nghttp2-client (h2load) and openssl" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client openssl >/dev/null
 fi
 if ! python3 -c "import jwt, cryptography" 2>/dev/null; then
     echo "installing PyJWT and cryptography" >&2
@@ -71,6 +78,14 @@ wait_for_port() {
 backend_port=$(free_port)
 nginx_port=$(free_port)
 tollgate_port=$(free_port)
+nginx_tls_port=$(free_port)
+tollgate_tls_port=$(free_port)
+
+# A self-signed certificate for `localhost`, the name both TLS targets are called by, so that
+# clients send it as SNI.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost" \
+    -keyout "$work/tls.key" -out "$work/tls.crt" >/dev/null 2>&1
 
 nginx_conf() { # name, body of the http block
     mkdir -p "$work/$1"
@@ -97,17 +112,23 @@ nginx_conf backend "server { listen 127.0.0.1:$backend_port; keepalive_requests 
 nginx_conf proxy "upstream backend { server 127.0.0.1:$backend_port; keepalive 64; }
     server { listen 127.0.0.1:$nginx_port; keepalive_requests 1000000;
     location / { proxy_pass http://backend; proxy_http_version 1.1;
+    proxy_set_header Connection ''; } }
+    server { listen 127.0.0.1:$nginx_tls_port ssl http2; keepalive_requests 1000000;
+    ssl_certificate $work/tls.crt; ssl_certificate_key $work/tls.key;
+    location / { proxy_pass http://backend; proxy_http_version 1.1;
     proxy_set_header Connection ''; } }"
 
 cat >"$work/tollgate.yaml" <<EOF
 server:
   listen: ["127.0.0.1:$tollgate_port"]
+  listen_tls: ["127.0.0.1:$tollgate_tls_port"]
+  tls: { cert_file: "$work/tls.crt", key_file: "$work/tls.key" }
   workers: 1
   access_log: { enabled: false }
 services:
   - id: service-bench001
     name: bench
-    default_domains: ["127.0.0.1"]
+    default_domains: ["127.0.0.1", localhost]
     environments:
       release: {}
     apis:
@@ -179,7 +200,9 @@ taskset -c "$proxy_core" nginx -c "$work/proxy/nginx.conf" -e "$work/proxy/error
 pids+=($!)
 RUST_LOG=warn taskset -c "$proxy_core" "$tollgate" run -c "$work/tollgate.yaml" &
 pids+=($!)
-for port in "$backend_port" "$nginx_port" "$tollgate_port"; do wait_for_port "$port"; done
+for port in "$backend_port" "$nginx_port" "$tollgate_port" "$nginx_tls_port" "$tollgate_tls_port"; do
+    wait_for_port "$port"
+done
 
 # Returns the CPU time of a process so far, in clock ticks: "user kernel".
 cpu_ticks() {
@@ -218,6 +241,36 @@ measure() {
     ' "$work/wrk.out"
 }
 
+# Runs h2load (HTTP/2, 10 streams per connection) on a URL and prints the same columns as
+# `measure`; h2load reports no percentiles, so p50 is its mean and p99 its maximum.
+measure_h2() {
+    local url=$1 pid=$2
+    taskset -c "$load_core" h2load -c"$connections" -m10 -D2 "$url" >/dev/null
+    read -r user0 kernel0 < <(cpu_ticks "$pid")
+    taskset -c "$load_core" h2load -c"$connections" -m10 -D"$seconds" "$url" >"$work/h2load.out"
+    read -r user1 kernel1 < <(cpu_ticks "$pid")
+    if ! grep -q "status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx" "$work/h2load.out"; then
+        echo "non-2xx answers or failures from $url:" >&2
+        cat "$work/h2load.out" >&2
+        exit 1
+    fi
+    awk -v user=$((user1 - user0)) -v kernel=$((kernel1 - kernel0)) -v hz="$(getconf CLK_TCK)" '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+            return v
+        }
+        /^finished in/ { rps = $4 }
+        /^requests:/ { requests = $8 }
+        /^time for request:/ { mean = ms($6); max = ms($5) }
+        END {
+            printf "%.0f %.3f %.3f %.2f %.2f\n", rps, mean, max,
+                user * 1e6 / hz / requests, kernel * 1e6 / hz / requests
+        }
+    ' "$work/h2load.out"
+}
+
 # Prints the median of each column of the rows in file $1.
 medians() {
     local columns
@@ -243,6 +296,10 @@ for round in $(seq "$rounds"); do
         -H "Authorization: Bearer $token" >>"$work/verified"
     measure "http://127.0.0.1:$tollgate_port/release/cached" "$tollgate_pid" \
         -H "Authorization: Bearer $token" >>"$work/cached"
+    measure "https://localhost:$nginx_tls_port$path" "$nginx_pid" >>"$work/nginx_tls"
+    measure "https://localhost:$tollgate_tls_port$path" "$tollgate_pid" >>"$work/tollgate_tls"
+    measure_h2 "https://localhost:$nginx_tls_port$path" "$nginx_pid" >>"$work/nginx_h2"
+    measure_h2 "https://localhost:$tollgate_tls_port$path" "$tollgate_pid" >>"$work/tollgate_h2"
 done
 read -r direct_rps direct_p50 direct_p99 direct_user direct_kernel < <(medians "$work/direct")
 read -r nginx_rps nginx_p50 nginx_p99 nginx_user nginx_kernel < <(medians "$work/nginx")
@@ -250,21 +307,29 @@ read -r tollgate_rps tollgate_p50 tollgate_p99 tollgate_user tollgate_kernel < <
 read -r signed_rps signed_p50 signed_p99 signed_user signed_kernel < <(medians "$work/signed")
 read -r verified_rps verified_p50 verified_p99 verified_user verified_kernel < <(medians "$work/verified")
 read -r cached_rps cached_p50 cached_p99 cached_user cached_kernel < <(medians "$work/cached")
+read -r ntls_rps ntls_p50 ntls_p99 ntls_user ntls_kernel < <(medians "$work/nginx_tls")
+read -r ttls_rps ttls_p50 ttls_p99 ttls_user ttls_kernel < <(medians "$work/tollgate_tls")
+read -r nh2_rps nh2_p50 nh2_p99 nh2_user nh2_kernel < <(medians "$work/nginx_h2")
+read -r th2_rps th2_p50 th2_p99 th2_user th2_kernel < <(medians "$work/tollgate_h2")
 
 echo
 echo "wrk -t1 -c$connections -d${seconds}s, median of $rounds rounds;" \
     "proxies pinned to core $proxy_core, wrk and backend on core $load_core"
 echo "$(nproc) cores, $(uname -r), $(nginx -v 2>&1 | sed 's/.*: //'), $("$tollgate" --version)"
 echo
-row() { printf '| %-20s | %9s | %8s | %8s | %12s | %14s |\n' "$@"; }
+row() { printf '| %-22s | %9s | %8s | %8s | %12s | %14s |\n' "$@"; }
 row target "req/s" "p50 ms" "p99 ms" "user µs/req" "kernel µs/req"
-printf '|%s|%s|%s|%s|%s|%s|\n' ---------------------- ----------- ---------- ---------- -------------- ----------------
+printf '|%s|%s|%s|%s|%s|%s|\n' ------------------------ ----------- ---------- ---------- -------------- ----------------
 row "backend direct" "$direct_rps" "$direct_p50" "$direct_p99" "$direct_user" "$direct_kernel"
 row "nginx proxy" "$nginx_rps" "$nginx_p50" "$nginx_p99" "$nginx_user" "$nginx_kernel"
 row "tollgate proxy" "$tollgate_rps" "$tollgate_p50" "$tollgate_p99" "$tollgate_user" "$tollgate_kernel"
 row "tollgate key pair" "$signed_rps" "$signed_p50" "$signed_p99" "$signed_user" "$signed_kernel"
 row "tollgate RS256" "$verified_rps" "$verified_p50" "$verified_p99" "$verified_user" "$verified_kernel"
 row "tollgate RS256 cached" "$cached_rps" "$cached_p50" "$cached_p99" "$cached_user" "$cached_kernel"
+row "nginx https" "$ntls_rps" "$ntls_p50" "$ntls_p99" "$ntls_user" "$ntls_kernel"
+row "tollgate https" "$ttls_rps" "$ttls_p50" "$ttls_p99" "$ttls_user" "$ttls_kernel"
+row "nginx h2 (mean/max)" "$nh2_rps" "$nh2_p50" "$nh2_p99" "$nh2_user" "$nh2_kernel"
+row "tollgate h2 (mean/max)" "$th2_rps" "$th2_p50" "$th2_p99" "$th2_user" "$th2_kernel"
 echo
 awk -v t="$tollgate_rps" -v n="$nginx_rps" -v tp="$tollgate_p99" -v np="$nginx_p99" \
     'BEGIN { printf "tollgate/nginx: requests per second %.2f, p99 latency %.2f\n", t / n, tp / np }'
@@ -272,3 +337,5 @@ awk -v s="$signed_rps" -v t="$tollgate_rps" \
     'BEGIN { printf "key pair + usage plan / plain tollgate proxy: requests per second %.2f\n", s / t }'
 awk -v v="$verified_rps" -v c="$cached_rps" -v t="$tollgate_rps" \
     'BEGIN { printf "RS256 every request / plain: %.2f; RS256 cached / plain: %.2f\n", v / t, c / t }'
+awk -v t="$ttls_rps" -v n="$ntls_rps" -v th="$th2_rps" -v nh="$nh2_rps" \
+    'BEGIN { printf "tollgate/nginx over TLS: HTTP/1.1 %.2f, HTTP/2 %.2f\n", t / n, th / nh }'

@@ -317,7 +317,7 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// How a listener's connections speak.
+/// The protocol of a listener's connections.
 #[derive(Clone)]
 enum Protocol {
     /// Plain HTTP/1.1.
@@ -492,8 +492,8 @@ fn http1_builder(limits: &LimitsConfig) -> http1::Builder {
     builder
 }
 
-/// A server for HTTP/1.1 and HTTP/2 with the same limits: for HTTP/2, the header list size
-/// stands for the header bytes limit.
+/// Builds a server for HTTP/1.1 and HTTP/2 with the same limits. For HTTP/2, the header list
+/// size stands for the header bytes limit.
 fn auto_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

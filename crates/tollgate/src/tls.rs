@@ -18,7 +18,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::pipeline::Gateway;
 
-/// The crypto provider every TLS configuration of the gateway uses.
+/// Returns the crypto provider of every TLS configuration of the gateway (ring).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -98,8 +98,8 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The rustls configuration of the HTTPS listeners: SNI certificates, and ALPN offering
-/// HTTP/2 and HTTP/1.1.
+/// Builds the rustls configuration of the HTTPS listeners: SNI certificates, and ALPN
+/// offering HTTP/2 and HTTP/1.1.
 pub fn server_config(gateway: Arc<Gateway>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?

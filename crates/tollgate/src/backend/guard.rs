@@ -55,7 +55,7 @@ impl AddressGuard {
     }
 }
 
-/// The system resolver, with denied addresses removed from its answers.
+/// The system resolver, with denied addresses removed from its results.
 #[derive(Clone)]
 pub struct GuardedResolver {
     inner: GaiResolver,
@@ -102,7 +102,7 @@ impl Service<Name> for GuardedResolver {
     }
 }
 
-/// Returns true when an error chain holds a [`DeniedAddress`].
+/// Returns true when an error chain contains a [`DeniedAddress`].
 pub fn is_denied(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(error) = current {

@@ -85,7 +85,7 @@ pub fn normalize_origin(text: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}"))
 }
 
-/// The CORS answers of one API.
+/// The CORS response headers of one API.
 #[derive(Debug)]
 pub struct CorsPolicy {
     origins: Vec<OriginRule>,
@@ -101,7 +101,7 @@ pub struct CorsPolicy {
 }
 
 impl CorsPolicy {
-    /// The CORS flag with the product's defaults.
+    /// Returns the policy of the CORS flag, with the product's defaults.
     pub fn product_default() -> CorsPolicy {
         CorsPolicy {
             origins: vec![OriginRule::Any],
@@ -115,7 +115,7 @@ impl CorsPolicy {
         }
     }
 
-    /// The CORS plugin. Entries that do not parse were reported at load.
+    /// Builds the policy of a CORS plugin. Entries that do not parse were reported at load.
     pub fn from_plugin(config: &CorsPluginConfig) -> CorsPolicy {
         let origins: Vec<OriginRule> = config
             .allow_origin

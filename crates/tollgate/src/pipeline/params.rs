@@ -18,7 +18,7 @@ use crate::config::ParameterPosition;
 use crate::error::GatewayError;
 use crate::snapshot::{Api, Parameter};
 
-/// What the parameters add to the backend request.
+/// The additions of the parameters to the backend request.
 #[derive(Debug, Default)]
 pub struct Mapped {
     /// Query parameters to append, already encoded.

@@ -30,7 +30,7 @@ pub fn check_handshake(headers: &HeaderMap) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// Answers the client with the backend's 101 and relays the two upgraded connections.
+/// Returns the backend's 101 for the client and relays the two upgraded connections.
 pub fn relay(
     mut backend_response: Response<Incoming>,
     client: OnUpgrade,
