@@ -219,3 +219,74 @@ async fn websocket_over_tls() {
     );
     socket.close(None).await.unwrap();
 }
+
+/// A `wss://` backend: the gateway upgrades over TLS, trusting the backend's CA.
+#[tokio::test]
+async fn secure_websocket_backend() {
+    use common::tls::TestCa;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    common::install_crypto_provider();
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = ca.issue(dir.path(), "backend", &["localhost"]);
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&leaf.cert_file)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&leaf.key_file).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut socket) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_text() || message.is_binary() {
+                        let Ok(()) = socket.send(message).await else {
+                            return;
+                        };
+                    }
+                }
+            });
+        }
+    });
+    let yaml = format!(
+        r#"
+services:
+  - id: service-wss00001
+    name: wss
+    default_domains: ["127.0.0.1"]
+    environments:
+      release: {{}}
+    apis:
+      - {{ id: api-wss00001, name: wss, path: /wss, protocol: WEBSOCKET, timeout_secs: 5,
+          backend: {{ type: http, url: 'wss://localhost:{port}', ca_file: '{ca}' }} }}
+"#,
+        ca = ca.write_pem(dir.path()).display()
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    let url = format!("ws://{}/release/wss", gateway.addr);
+    let (mut socket, response) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert_eq!(response.status(), 101);
+    socket.send(Message::text("secure")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("secure")
+    );
+}
