@@ -2,11 +2,11 @@
 # Tollgate against nginx, side by side on this machine.
 #
 # Starts a trivial backend (nginx answering `200 hello` itself), then drives with wrk, one
-# after the other: the backend directly, nginx proxying to it, Tollgate proxying to it, and
-# Tollgate proxying a key-pair API, verifying an HMAC-SHA256 signature and counting the
-# request under a usage plan (rate limit and quota) on every request, and Tollgate proxying an
-# OAuth business API: an RS256 id_token verified on every request (token cache off), and the
-# same token with the cache of verified tokens on. Last, nginx and Tollgate behind TLS, over
+# after the other: the backend directly, nginx proxying to it, and Tollgate proxying to it.
+# Tollgate also serves a key-pair API, which verifies an HMAC-SHA256 signature and counts the
+# request under a usage plan (rate limit and quota) on every request. It serves an OAuth
+# business API too, measured with an RS256 id_token verified on every request (token cache
+# off) and with the cache of verified tokens on. Last, nginx and Tollgate behind TLS, over
 # HTTP/1.1 (wrk) and HTTP/2 (h2load, 10 streams per connection), with one self-signed
 # certificate for `localhost`.
 # Both proxies get one worker pinned to the same core, pooled keep-alive connections to the
@@ -219,7 +219,7 @@ measure() {
     taskset -c "$load_core" wrk -t1 -c"$connections" -d"${seconds}s" --latency "$@" "$url" >"$work/wrk.out"
     read -r user1 kernel1 < <(cpu_ticks "$pid")
     if grep -q "Non-2xx" "$work/wrk.out"; then
-        echo "non-2xx answers from $url:" >&2
+        echo "non-2xx responses from $url:" >&2
         cat "$work/wrk.out" >&2
         exit 1
     fi
@@ -242,7 +242,7 @@ measure() {
 }
 
 # Runs h2load (HTTP/2, 10 streams per connection) on a URL and prints the same columns as
-# `measure`; h2load reports no percentiles, so p50 is its mean and p99 its maximum.
+# `measure`. h2load reports no percentiles, so p50 is its mean and p99 its maximum.
 measure_h2() {
     local url=$1 pid=$2
     taskset -c "$load_core" h2load -c"$connections" -m10 -D2 "$url" >/dev/null
@@ -250,7 +250,7 @@ measure_h2() {
     taskset -c "$load_core" h2load -c"$connections" -m10 -D"$seconds" "$url" >"$work/h2load.out"
     read -r user1 kernel1 < <(cpu_ticks "$pid")
     if ! grep -q "status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx" "$work/h2load.out"; then
-        echo "non-2xx answers or failures from $url:" >&2
+        echo "non-2xx responses or failures from $url:" >&2
         cat "$work/h2load.out" >&2
         exit 1
     fi
