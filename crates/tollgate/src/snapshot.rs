@@ -224,8 +224,52 @@ pub struct HttpBackend {
     pub http2: bool,
     /// The backend's address when its URL names an IP, for the address guard.
     pub literal_ip: Option<std::net::IpAddr>,
+    /// The upstream whose nodes serve the API, instead of the single URL.
+    pub upstream: Option<Arc<Upstream>>,
     /// Keeps the warnings about this backend's failures to one a second.
     pub failure_log: LogThrottle,
+}
+
+/// A named group of backend nodes, chosen by smooth weighted round robin.
+pub struct Upstream {
+    pub id: String,
+    pub nodes: Vec<UpstreamNode>,
+    /// How many more nodes a request without a body may try after a refused connection.
+    pub retries: usize,
+    /// The running weights of the round robin, one per node.
+    current: std::sync::Mutex<Vec<i64>>,
+}
+
+pub struct UpstreamNode {
+    pub authority: Authority,
+    pub host_value: HeaderValue,
+    /// The node's address when it is given as an IP, for the address guard.
+    pub literal_ip: Option<std::net::IpAddr>,
+    /// 0 takes the node out.
+    pub weight: i64,
+}
+
+impl Upstream {
+    /// Returns the next node, skipping weight-0 nodes and the ones in `tried`. Over many
+    /// requests each node gets its share of the weights, spread evenly rather than in runs.
+    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let eligible = |index: usize| self.nodes[index].weight > 0 && !tried.contains(&index);
+        let total: i64 = (0..self.nodes.len())
+            .filter(|&index| eligible(index))
+            .map(|index| self.nodes[index].weight)
+            .sum();
+        let mut best: Option<usize> = None;
+        for index in (0..self.nodes.len()).filter(|&index| eligible(index)) {
+            current[index] += self.nodes[index].weight;
+            if best.is_none_or(|best| current[index] > current[best]) {
+                best = Some(index);
+            }
+        }
+        let best = best?;
+        current[best] -= total;
+        Some(best)
+    }
 }
 
 pub struct MockBackend {
@@ -240,11 +284,51 @@ pub enum MockBody {
     File(PathBuf),
 }
 
+/// Upstreams by id.
+type Upstreams = HashMap<String, Arc<Upstream>>;
+
+fn compile_upstreams(config: &Config) -> anyhow::Result<Upstreams> {
+    let mut upstreams = HashMap::new();
+    for upstream in &config.upstreams {
+        let nodes = upstream
+            .nodes
+            .iter()
+            .map(|node| {
+                let host = if node.host.contains(':') {
+                    format!("[{}]", node.host)
+                } else {
+                    node.host.clone()
+                };
+                let authority: Authority = format!("{host}:{}", node.port).parse()?;
+                Ok(UpstreamNode {
+                    literal_ip: node.host.parse().ok(),
+                    host_value: HeaderValue::from_str(authority.as_str())?,
+                    authority,
+                    weight: i64::from(node.weight),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .with_context(|| format!("upstream `{}`", upstream.id))?;
+        let current = std::sync::Mutex::new(vec![0; nodes.len()]);
+        upstreams.insert(
+            upstream.id.clone(),
+            Arc::new(Upstream {
+                id: upstream.id.clone(),
+                nodes,
+                retries: upstream.retries,
+                current,
+            }),
+        );
+    }
+    Ok(upstreams)
+}
+
 impl Snapshot {
     /// Compiles a validated configuration. Errors here mean the configuration changed its
     /// mind between validation and compilation, such as an environment variable unset.
     pub fn compile(config: &Config) -> anyhow::Result<Snapshot> {
         let mut hosts = HashMap::new();
+        let upstreams = compile_upstreams(config)?;
         let mut services = Vec::with_capacity(config.services.len());
         for (index, service) in config.services.iter().enumerate() {
             for domain in &service.default_domains {
@@ -284,7 +368,7 @@ impl Snapshot {
                     },
                 );
             }
-            services.push(compile_service(service, &config.usage_plans)?);
+            services.push(compile_service(service, &config.usage_plans, &upstreams)?);
         }
         let plans = config
             .usage_plans
@@ -368,11 +452,12 @@ impl Snapshot {
 fn compile_service(
     service: &config::ServiceConfig,
     plans: &[config::UsagePlanConfig],
+    upstreams: &Upstreams,
 ) -> anyhow::Result<Service> {
     let apis: Vec<Arc<Api>> = service
         .apis
         .iter()
-        .map(|api| compile_api(api).map(Arc::new))
+        .map(|api| compile_api(api, upstreams).map(Arc::new))
         .collect::<anyhow::Result<_>>()
         .with_context(|| format!("service `{}`", service.id))?;
     let mut environments: [Option<Environment>; 3] = [None, None, None];
@@ -517,9 +602,9 @@ fn compile_oauth_provider(api: &ApiConfig) -> Option<Arc<OauthVerifier>> {
     Some(Arc::new(verifier))
 }
 
-fn compile_api(api: &ApiConfig) -> anyhow::Result<Api> {
+fn compile_api(api: &ApiConfig, upstreams: &Upstreams) -> anyhow::Result<Api> {
     let backend = match &api.backend {
-        BackendConfig::Http(http) => Backend::Http(compile_http_backend(http)?),
+        BackendConfig::Http(http) => Backend::Http(compile_http_backend(http, upstreams)?),
         BackendConfig::Mock(mock) => {
             let mut headers = HeaderMap::new();
             for (name, value) in &mock.headers {
@@ -627,8 +712,33 @@ fn compile_api(api: &ApiConfig) -> anyhow::Result<Api> {
     })
 }
 
-fn compile_http_backend(http: &config::HttpBackendConfig) -> anyhow::Result<HttpBackend> {
-    let uri: Uri = http.url.parse()?;
+fn compile_http_backend(
+    http: &config::HttpBackendConfig,
+    upstreams: &Upstreams,
+) -> anyhow::Result<HttpBackend> {
+    let upstream = match &http.upstream {
+        Some(id) => Some(
+            upstreams
+                .get(id)
+                .cloned()
+                .with_context(|| format!("upstream `{id}`"))?,
+        ),
+        None => None,
+    };
+    // An upstream backend starts from its first node; each request picks its own.
+    let url = match &upstream {
+        Some(upstream) => format!(
+            "{}://{}",
+            if http.url.starts_with("https") {
+                "https"
+            } else {
+                "http"
+            },
+            upstream.nodes[0].authority
+        ),
+        None => http.url.clone(),
+    };
+    let uri: Uri = url.parse()?;
     let parts = uri.into_parts();
     let authority = parts.authority.context("backend URL without host")?;
     let literal_ip = authority
@@ -661,7 +771,8 @@ fn compile_http_backend(http: &config::HttpBackendConfig) -> anyhow::Result<Http
         headers,
         ca_file: http.ca_file.clone(),
         http2: http.http2,
-        literal_ip,
+        literal_ip: literal_ip.filter(|_| upstream.is_none()),
+        upstream,
         failure_log: LogThrottle::new(Duration::from_secs(1)),
     })
 }

@@ -216,6 +216,47 @@ fn check_reports_unusable_oauth_settings() {
     );
 }
 
+const BAD_UPSTREAMS: &str = r#"upstreams:
+  - id: zeros
+    nodes: [{ host: 10.0.0.1, port: 80, weight: 0 }]
+  - id: heavy
+    retries: 101
+    nodes: [{ host: "bad host", port: 80, weight: 101 }]
+services:
+  - id: service-ups00002
+    name: ups
+    default_domains: [ups.example.com]
+    environments:
+      release: {}
+    apis:
+      - { id: api-ups00002, name: ups, path: /, backend: { type: http, upstream: ghost } }
+      - { id: api-ups00003, name: ups2, path: /b, backend: { type: http, upstream: zeros, url: "http://x" } }
+"#;
+
+#[test]
+fn check_reports_unusable_upstreams() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upstreams.yaml");
+    std::fs::write(&file, BAD_UPSTREAMS).unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok, "check accepted a broken file");
+    let expected = [
+        "upstreams[0].nodes: every node has weight 0",
+        "upstreams[1].retries: retries are 0 to 100",
+        "upstreams[1].nodes[0].weight: 101 is out of range",
+        "upstreams[1].nodes[0].host: `bad host` is not a host name or IP address",
+        "services[0].apis[0].backend.upstream: no upstream has the id `ghost`",
+        "services[0].apis[1].backend.url: with `upstream`, `url` is left out or gives the scheme only",
+    ];
+    for line in expected {
+        assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
+    }
+    assert!(
+        stderr.contains(&format!("{} problems", expected.len())),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn check_reports_yaml_syntax_errors_with_a_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -35,7 +35,7 @@ use super::guard::{self, AddressGuard, GuardedResolver};
 use crate::config::{BackendPoolConfig, EmptyPathRule, HostHeader, Scheme};
 use crate::error::GatewayError;
 use crate::pipeline::BoxError;
-use crate::snapshot::HttpBackend;
+use crate::snapshot::{HttpBackend, UpstreamNode};
 
 type OutgoingBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -233,17 +233,60 @@ impl HttpClient {
             upstream_time: Duration::ZERO,
         })?;
         let started = Instant::now();
-        let pending = if backend.scheme == http::uri::Scheme::HTTP && !backend.http2 {
-            self.client.request(request)
-        } else {
-            let client = self.tls_client(backend).map_err(|cause| Failure {
-                error: GatewayError::BadGateway,
-                cause,
-                upstream_time: Duration::ZERO,
-            })?;
-            client.request(request)
+        let deadline = started + timeout;
+        let mut request = request;
+        let mut tried: Vec<usize> = Vec::new();
+        let result = loop {
+            // An upstream backend picks a node per attempt; a request without a body can be
+            // sent again to another node when the connection to one fails.
+            let resend = match &backend.upstream {
+                Some(upstream) => {
+                    let Some(node) = upstream.pick(&tried) else {
+                        return Err(Failure {
+                            error: GatewayError::BadGateway,
+                            cause: format!("no node of upstream `{}` is left to try", upstream.id),
+                            upstream_time: started.elapsed(),
+                        });
+                    };
+                    tried.push(node);
+                    let chosen = &upstream.nodes[node];
+                    if chosen.literal_ip.is_some_and(|ip| !self.guard.allows(ip)) {
+                        return Err(Failure {
+                            error: GatewayError::EndpointIpNotAllowed,
+                            cause: format!("{} is in a denied backend range", chosen.authority),
+                            upstream_time: Duration::ZERO,
+                        });
+                    }
+                    retarget(&mut request, backend, chosen);
+                    let retries_left = tried.len() <= upstream.retries;
+                    (retries_left && request.body().is_end_stream()).then(|| copy_request(&request))
+                }
+                None => None,
+            };
+            let pending = if backend.scheme == http::uri::Scheme::HTTP && !backend.http2 {
+                self.client.request(request)
+            } else {
+                let client = self.tls_client(backend).map_err(|cause| Failure {
+                    error: GatewayError::BadGateway,
+                    cause,
+                    upstream_time: Duration::ZERO,
+                })?;
+                client.request(request)
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let result = tokio::time::timeout(remaining, pending).await;
+            match (result, resend) {
+                (Ok(Err(error)), Some(copy)) if error.is_connect() => {
+                    tracing::info!(
+                        node = %copy.uri().authority().map_or("", |a| a.as_str()),
+                        error = %describe(&error),
+                        "upstream node refused the connection; trying another"
+                    );
+                    request = copy;
+                }
+                (result, _) => break result,
+            }
         };
-        let result = tokio::time::timeout(timeout, pending).await;
         let upstream_time = started.elapsed();
         match result {
             Err(_) => Err(Failure {
@@ -285,6 +328,31 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// Points a request at an upstream node: its authority, and its Host unless the client's is
+/// forwarded.
+fn retarget(request: &mut Request<OutgoingBody>, backend: &HttpBackend, node: &UpstreamNode) {
+    let mut parts = std::mem::take(request.uri_mut()).into_parts();
+    parts.authority = Some(node.authority.clone());
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    if backend.host_header == HostHeader::Backend {
+        request
+            .headers_mut()
+            .insert(header::HOST, node.host_value.clone());
+    }
+}
+
+/// Copies a request without a body, to send it again.
+fn copy_request(request: &Request<OutgoingBody>) -> Request<OutgoingBody> {
+    let mut copy = Request::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
 }
 
 /// Builds the backend request, or explains why its URL cannot be formed.
@@ -573,6 +641,7 @@ mod tests {
             ca_file: None,
             http2: false,
             literal_ip: None,
+            upstream: None,
             failure_log: crate::log_throttle::LogThrottle::new(Duration::from_secs(1)),
         }
     }

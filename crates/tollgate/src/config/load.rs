@@ -230,13 +230,14 @@ fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
     let key_pair_auth =
         take("key_pair_auth").and_then(|v| deserialize_at(v, "key_pair_auth", report));
     let counters = take("counters").and_then(|v| deserialize_at(v, "counters", report));
+    let upstreams = take("upstreams").and_then(|v| deserialize_at(v, "upstreams", report));
     for (key, _) in root {
         let key = serde_norway::to_string(&key).unwrap_or_default();
         report.push(
             "",
             format!(
                 "unknown key `{}`, expected `server`, `services`, `key_pairs`, `usage_plans`, \
-                 `key_pair_auth` or `counters`",
+                 `key_pair_auth`, `counters` or `upstreams`",
                 key.trim()
             ),
         );
@@ -248,6 +249,7 @@ fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
         usage_plans: usage_plans.unwrap_or_default(),
         key_pair_auth: key_pair_auth.unwrap_or_default(),
         counters: counters.unwrap_or_default(),
+        upstreams: upstreams.unwrap_or_default(),
     })
 }
 

@@ -51,6 +51,44 @@ pub struct Config {
     /// Where rate-limit windows and used quota are counted.
     #[serde(default)]
     pub counters: CountersConfig,
+    /// Named groups of backend nodes that HTTP backends can use instead of one URL.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// A named group of backend nodes, balanced by weighted round robin.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The id backends name it by.
+    pub id: String,
+    /// The nodes (at most 200).
+    pub nodes: Vec<UpstreamNodeConfig>,
+    /// How many other nodes a request without a body tries when a node refuses the
+    /// connection: 0 to 100, 3 by default, as the product's upstreams. Requests with a body
+    /// are not sent again.
+    #[serde(default = "default_upstream_retries")]
+    pub retries: usize,
+}
+
+fn default_upstream_retries() -> usize {
+    3
+}
+
+/// One node of an upstream.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamNodeConfig {
+    /// Host name or IP address.
+    pub host: String,
+    pub port: u16,
+    /// 0 to 100: the node's share of requests. 0 takes the node out.
+    #[serde(default = "default_node_weight")]
+    pub weight: u32,
+}
+
+fn default_node_weight() -> u32 {
+    10
 }
 
 /// Default time an `X-Date` may differ from the gateway's clock, in seconds: the product's 15
@@ -814,8 +852,13 @@ pub enum BackendConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpBackendConfig {
-    /// Scheme, host and optional port, without a path: `http://10.0.0.5:8080`.
+    /// Scheme, host and optional port, without a path: `http://10.0.0.5:8080`. For an
+    /// upstream backend, the scheme only (`http://` or `https://`, the default `http://`).
+    #[serde(default)]
     pub url: String,
+    /// The id of an upstream whose nodes serve the API, instead of the host in `url`.
+    #[serde(default)]
+    pub upstream: Option<String>,
     /// Backend path, starting with `/`; may hold the frontend's `{var}` names. Empty means
     /// the remainder of the request path after the matched frontend prefix.
     #[serde(default)]

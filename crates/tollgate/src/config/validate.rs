@@ -33,6 +33,7 @@ const MAX_PATH_MAPPINGS: usize = 3;
 /// Validates `config`, adding every problem found to `report`.
 pub fn validate(config: &Config, report: &mut Report) {
     validate_server(&config.server, report);
+    validate_upstreams(config, report);
     let custom_certificates = config
         .services
         .iter()
@@ -58,6 +59,75 @@ pub fn validate(config: &Config, report: &mut Report) {
             );
         }
         validate_service(service, &path, &mut domains, report);
+    }
+}
+
+fn validate_upstreams(config: &Config, report: &mut Report) {
+    let mut ids = HashSet::new();
+    for (index, upstream) in config.upstreams.iter().enumerate() {
+        let path = format!("upstreams[{index}]");
+        if !is_object_id(&upstream.id) {
+            report.push(
+                format!("{path}.id"),
+                format!(
+                    "the upstream id `{}` must be 1 to 50 letters, digits, `-`, `_` or `.`",
+                    upstream.id
+                ),
+            );
+        }
+        if !ids.insert(upstream.id.as_str()) {
+            report.push(
+                format!("{path}.id"),
+                format!("the upstream id `{}` is used twice", upstream.id),
+            );
+        }
+        if upstream.nodes.is_empty() || upstream.nodes.len() > 200 {
+            report.push(format!("{path}.nodes"), "an upstream has 1 to 200 nodes");
+        }
+        if upstream.nodes.iter().all(|node| node.weight == 0) && !upstream.nodes.is_empty() {
+            report.push(
+                format!("{path}.nodes"),
+                "every node has weight 0, so no request could be served",
+            );
+        }
+        if upstream.retries > 100 {
+            report.push(format!("{path}.retries"), "retries are 0 to 100");
+        }
+        for (node_index, node) in upstream.nodes.iter().enumerate() {
+            let node_path = format!("{path}.nodes[{node_index}]");
+            if node.weight > 100 {
+                report.push(
+                    format!("{node_path}.weight"),
+                    format!("{} is out of range: weights are 0 to 100", node.weight),
+                );
+            }
+            let host_ok = node.host.parse::<std::net::IpAddr>().is_ok() || is_host_name(&node.host);
+            if !host_ok {
+                report.push(
+                    format!("{node_path}.host"),
+                    format!("`{}` is not a host name or IP address", node.host),
+                );
+            }
+        }
+    }
+    let known: HashSet<&str> = config.upstreams.iter().map(|u| u.id.as_str()).collect();
+    for (service_index, service) in config.services.iter().enumerate() {
+        for (api_index, api) in service.apis.iter().enumerate() {
+            if let BackendConfig::Http(http) = &api.backend {
+                if let Some(id) = &http.upstream {
+                    if !known.contains(id.as_str()) {
+                        let service_path = report.service_path(service_index);
+                        report.push(
+                            format!(
+                                "{}.backend.upstream",
+                                report.api_path(&service_path, api_index)
+                            ),
+                            format!("no upstream has the id `{id}`"),
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -699,7 +769,26 @@ fn validate_http_backend(
     path: &str,
     report: &mut Report,
 ) {
-    match backend.url.parse::<Uri>() {
+    if backend.upstream.is_some() {
+        if !matches!(backend.url.as_str(), "" | "http://" | "https://") {
+            report.push(
+                format!("{path}.url"),
+                "with `upstream`, `url` is left out or gives the scheme only (`https://`)",
+            );
+        }
+        if websocket {
+            report.push(
+                format!("{path}.upstream"),
+                "this version reaches WebSocket backends by `url` only",
+            );
+        }
+    }
+    let url_check = if backend.upstream.is_some() {
+        Ok(Uri::from_static("http://upstream"))
+    } else {
+        backend.url.parse::<Uri>()
+    };
+    match url_check {
         Err(error) => report.push(
             format!("{path}.url"),
             format!("`{}` is not a URL: {error}", backend.url),
