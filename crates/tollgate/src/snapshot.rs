@@ -61,7 +61,7 @@ pub struct KeyPair {
 }
 
 impl KeyPair {
-    /// Returns the first of `bound` plans that holds this key, with its counter name.
+    /// Returns the first of `bound` plans that contains this key, with its counter name.
     pub fn plan_in(&self, bound: &[usize]) -> Option<(usize, &Arc<str>)> {
         self.plans
             .iter()
@@ -175,7 +175,7 @@ pub struct Api {
     /// For authorization APIs: the verifier of their business APIs' tokens.
     pub oauth_provider: Option<Arc<OauthVerifier>>,
     pub ip_control: Option<IpControl>,
-    /// The CORS answers: the plugin's, or the flag's defaults.
+    /// The CORS policy: the plugin's, or the flag's defaults.
     pub cors: Option<Arc<CorsPolicy>>,
 }
 
@@ -191,7 +191,7 @@ pub struct Parameter {
     pub position: ParameterPosition,
     pub required: bool,
     pub default: Option<String>,
-    /// Where and under which name the backend gets it, when that differs.
+    /// The backend position and name, when they differ from the request's.
     pub backend: Option<(ParameterPosition, String)>,
 }
 

@@ -66,7 +66,7 @@ pub struct HttpClient {
 
 type TlsClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, OutgoingBody>;
 
-/// What makes two backends need different clients.
+/// The settings that make two backends need different clients.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
     ca_file: Option<PathBuf>,
@@ -90,7 +90,7 @@ pub fn load_roots(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(roots)
 }
 
-/// The system's trusted roots, read once.
+/// Returns the system's trusted roots, read once.
 fn system_roots() -> &'static [CertificateDer<'static>] {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
