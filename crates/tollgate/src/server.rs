@@ -115,20 +115,23 @@ impl Server {
                 listeners.push((address, Protocol::Tls(tls.clone())));
             }
         }
-        for path in &config.server.listen_unix {
-            let listener = bind_unix(path)?;
-            tracing::info!(path = %path.display(), "listening on a Unix socket");
-            unix_paths.push(path.clone());
+        let spawn_acceptor = |listener: Listener, protocol: Protocol| {
             let acceptor = Acceptor {
-                listener: Listener::Unix(listener),
-                protocol: plain.clone(),
+                listener,
+                protocol,
                 gateway: gateway.clone(),
                 limits: config.server.limits.clone(),
                 stop: stop_accepting.subscribe(),
                 force_close: force_close.subscribe(),
                 graceful: graceful.clone(),
             };
-            accept_loops.push(tokio::spawn(acceptor.run()));
+            tokio::spawn(acceptor.run())
+        };
+        for path in &config.server.listen_unix {
+            let listener = bind_unix(path)?;
+            tracing::info!(path = %path.display(), "listening on a Unix socket");
+            unix_paths.push(path.clone());
+            accept_loops.push(spawn_acceptor(Listener::Unix(listener), plain.clone()));
         }
         for (address, protocol) in listeners {
             let address: SocketAddr = address
@@ -143,16 +146,7 @@ impl Server {
             } else {
                 local_addrs.push(local);
             }
-            let acceptor = Acceptor {
-                listener: Listener::Tcp(listener),
-                protocol,
-                gateway: gateway.clone(),
-                limits: config.server.limits.clone(),
-                stop: stop_accepting.subscribe(),
-                force_close: force_close.subscribe(),
-                graceful: graceful.clone(),
-            };
-            accept_loops.push(tokio::spawn(acceptor.run()));
+            accept_loops.push(spawn_acceptor(Listener::Tcp(listener), protocol));
         }
         Ok(Server {
             gateway,

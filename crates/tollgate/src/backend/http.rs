@@ -90,6 +90,27 @@ pub fn load_roots(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(roots)
 }
 
+/// Builds a TLS client configuration that trusts the system's certificate authorities, plus
+/// the ones in `ca_file`.
+pub fn client_tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(system_roots().iter().cloned());
+    if let Some(file) = ca_file {
+        for root in load_roots(file)? {
+            roots
+                .add(root)
+                .map_err(|error| format!("`{}`: {error}", file.display()))?;
+        }
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| error.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 /// Returns the system's trusted roots, read once.
 fn system_roots() -> &'static [CertificateDer<'static>] {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
@@ -176,20 +197,7 @@ impl HttpClient {
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(system_roots().iter().cloned());
-        if let Some(file) = &key.ca_file {
-            for root in load_roots(file)? {
-                roots
-                    .add(root)
-                    .map_err(|error| format!("`{}`: {error}", file.display()))?;
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|error| error.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = client_tls_config(key.ca_file.as_deref())?;
         let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(self.guard.clone()));
         http.set_nodelay(true);
         http.enforce_http(false);

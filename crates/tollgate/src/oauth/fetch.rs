@@ -82,14 +82,7 @@ type FetchClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 /// A client for `http://` and `https://` JWK set URLs, trusting the system's certificate
 /// authorities.
 fn https_client() -> Result<FetchClient, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(found.certs);
-    let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = crate::backend::http::client_tls_config(None)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     let connector = HttpsConnectorBuilder::new()
