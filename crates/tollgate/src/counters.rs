@@ -89,12 +89,12 @@ impl Counters {
         })
     }
 
-    /// An in-memory store that keeps nothing on disk, for tests and tools.
+    /// Returns an in-memory store that keeps nothing on disk, for tests and tools.
     pub fn in_memory() -> Counters {
         Counters::Local(LocalStore::in_memory())
     }
 
-    /// What to do with requests that need the store while it is unreachable.
+    /// Returns the policy for requests that need the store while it is unreachable.
     pub fn when_unreachable(&self) -> WhenUnreachable {
         match self {
             Counters::Local(_) => WhenUnreachable::Allow,
@@ -128,7 +128,7 @@ impl Counters {
     }
 
     /// Checks a key's plan rate and quota; when both have room, counts the request in them.
-    /// The returned usage holds the rate, then the quota.
+    /// The returned usage lists the rate, then the quota.
     pub async fn plan(&self, second: u64, plan: PlanCounters<'_>) -> Result<Outcome, StoreError> {
         match self {
             Counters::Local(local) => Ok(local.plan(second, plan)),
@@ -144,7 +144,7 @@ impl Counters {
         }
     }
 
-    /// The file the local store keeps quota in.
+    /// Returns the file the local store keeps quota in.
     pub fn quota_file(&self) -> Option<&Path> {
         match self {
             Counters::Local(local) => local.quota_file(),

@@ -77,7 +77,7 @@ pub struct ConnectionInfo {
 
 impl ConnectionInfo {
     pub fn new(peer: SocketAddr, scheme: Scheme) -> ConnectionInfo {
-        // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`; backends get `a.b.c.d`.
+        // A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`, so backends get `a.b.c.d`.
         let peer_ip = HeaderValue::try_from(peer.ip().to_canonical().to_string())
             .expect("an IP address is a valid header value");
         ConnectionInfo {
@@ -87,7 +87,7 @@ impl ConnectionInfo {
         }
     }
 
-    /// A connection on a Unix socket, whose peer has no IP address.
+    /// Returns the information of a Unix socket connection, whose peer has no IP address.
     pub fn unix() -> ConnectionInfo {
         ConnectionInfo {
             peer: None,
@@ -105,14 +105,14 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
 }
 
-/// What one request gathers on its way, for the response and the log line.
+/// The state one request collects on its way, for the response and the log line.
 struct RequestState {
     record: Box<LogRecord>,
     request_id: HeaderValue,
     api_id: Option<HeaderValue>,
     /// Rate-limit and quota headers for the response.
     limit_headers: Vec<(HeaderName, HeaderValue)>,
-    /// The API's CORS answers and the request's cross-origin `Origin`.
+    /// The API's CORS policy and the request's cross-origin `Origin`.
     cors: Option<(Arc<cors::CorsPolicy>, Option<HeaderValue>)>,
 }
 
@@ -137,7 +137,7 @@ impl Gateway {
         self.snapshot.store(Arc::new(snapshot));
     }
 
-    /// The configuration snapshot new requests get.
+    /// Returns the configuration snapshot that new requests use.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }
@@ -250,7 +250,7 @@ impl Gateway {
         }
 
         let api_path = matched_env.api_path;
-        // A preflight is routed by the method it asks about.
+        // A preflight is routed by the method it requests.
         let preflight = cors::preflight_method(&parts);
         let route = environment
             .router

@@ -1,5 +1,5 @@
-//! CORS over real sockets, and in a real browser: headless Chromium loads a page from one
-//! origin and calls APIs through the gateway on another; the test reads what the page saw.
+//! CORS over real sockets, and in a real browser. Headless Chromium loads a page from one
+//! origin that calls APIs through the gateway on another, and the test reads what the page saw.
 
 mod common;
 
@@ -61,7 +61,7 @@ async fn send(
 }
 
 #[tokio::test]
-async fn the_cors_flag_uses_the_product_defaults() {
+async fn cors_flag_uses_product_defaults() {
     let gateway = TestGateway::start(&config(PAGE_ORIGIN)).await;
     let response = send(
         &gateway,
@@ -132,7 +132,7 @@ async fn cross_origin_requests_need_cors() {
 }
 
 #[tokio::test]
-async fn the_plugin_admits_only_its_origins() {
+async fn cors_plugin_admits_only_its_origins() {
     let gateway = TestGateway::start(&config(PAGE_ORIGIN)).await;
     let response = send(
         &gateway,
@@ -238,7 +238,7 @@ async function probe(name, path, init) {
 
 /// Headless Chromium loads a page from one origin that calls the gateway on another.
 #[tokio::test]
-async fn a_browser_sees_what_cors_allows() {
+async fn browser_sees_what_cors_allows() {
     // The page server starts first, so its origin can go in the gateway's configuration;
     // the page names the gateway, so its text is set once the gateway listens.
     let html = Arc::new(Mutex::new(String::new()));

@@ -175,7 +175,7 @@ fn with_authorization(value: &str) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn a_signed_request_reaches_the_backend() {
+async fn signed_request_reaches_backend() {
     let fixture = fixture(&UNLIMITED).await;
     let answer = call(
         &fixture,
@@ -275,7 +275,7 @@ async fn every_header_problem_has_its_own_401() {
 }
 
 #[tokio::test]
-async fn a_signed_header_sent_twice_is_refused() {
+async fn signed_header_sent_twice_rejected() {
     let fixture = fixture(&UNLIMITED).await;
     let mut request = client()
         .get(fixture.gateway.url("/release/secure"))
@@ -487,7 +487,7 @@ async fn service_and_api_throttling_take_the_smallest_limit() {
 }
 
 #[tokio::test]
-async fn an_open_api_counts_a_signed_caller_under_its_plan() {
+async fn open_api_counts_signed_caller() {
     let limits = Limits {
         plan_quota: 1,
         ..UNLIMITED
@@ -673,7 +673,7 @@ async fn digest_signing_checks_the_body() {
 
 /// Signs with Python's `hmac` module, an implementation independent of Tollgate's.
 #[tokio::test]
-async fn a_request_signed_by_python_verifies() {
+async fn python_signed_request_verifies() {
     let fixture = fixture(&UNLIMITED).await;
     let date = http_date(at(0));
     let script = r#"

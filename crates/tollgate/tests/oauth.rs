@@ -127,7 +127,7 @@ fn make_tokens() -> Tokens {
     }
 }
 
-/// A JWK set server whose answer the test can change: 0 serves set A, 1 set B, 2 fails.
+/// A JWK set server whose response the test can change: 0 serves set A, 1 set B, 2 fails.
 struct JwksServer {
     backend: TestBackend,
     mode: Arc<AtomicUsize>,
@@ -417,7 +417,7 @@ async fn time_checks_follow_the_gateway_clock() {
 }
 
 #[tokio::test]
-async fn a_tampered_token_never_hits_the_cache() {
+async fn tampered_token_misses_cache() {
     let fixture = fixture().await;
     let good = fixture.tokens.get("rs256");
     assert_eq!(

@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 /// Close codes the echo backend received from clients.
 static CLIENT_CLOSES: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
 
-/// A WebSocket backend that echoes every message, and closes with code 4000 on `close-me`.
+/// Starts a WebSocket backend that echoes every message, and closes with code 4000 on
+/// `close-me`.
 async fn echo_backend() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -133,7 +134,7 @@ async fn messages_are_relayed_both_ways() {
 }
 
 #[tokio::test]
-async fn a_backend_close_reaches_the_client() {
+async fn backend_close_reaches_client() {
     let gateway = gateway(echo_backend().await).await;
     let url = format!("ws://{}/release/ws", gateway.addr);
     let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
@@ -148,7 +149,7 @@ async fn a_backend_close_reaches_the_client() {
 }
 
 #[tokio::test]
-async fn a_dead_backend_fails_the_handshake_with_502() {
+async fn dead_backend_handshake_is_502() {
     let port = common::closed_port();
     let gateway = gateway(format!("127.0.0.1:{port}").parse().unwrap()).await;
     let url = format!("ws://{}/release/ws", gateway.addr);
@@ -161,7 +162,7 @@ async fn a_dead_backend_fails_the_handshake_with_502() {
 }
 
 #[tokio::test]
-async fn a_client_close_reaches_the_backend() {
+async fn client_close_reaches_backend() {
     let gateway = gateway(echo_backend().await).await;
     let url = format!("ws://{}/release/ws", gateway.addr);
     let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();

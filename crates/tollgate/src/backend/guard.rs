@@ -3,7 +3,7 @@
 //! Backend names are resolved by a resolver that drops denied addresses, so the check holds
 //! for the addresses actually dialled, after DNS, and a name that resolves only to denied
 //! addresses fails with [`DeniedAddress`]. Backends written as IP addresses are checked
-//! before the request. The default list holds the link-local ranges, where cloud metadata
+//! before the request. The default list contains the link-local ranges, where cloud metadata
 //! services live, and the metadata addresses outside them.
 
 use std::future::Future;

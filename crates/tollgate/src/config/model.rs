@@ -48,7 +48,7 @@ pub struct Config {
     /// Settings of key-pair signature checks.
     #[serde(default)]
     pub key_pair_auth: KeyPairAuthConfig,
-    /// Where rate-limit windows and used quota are counted.
+    /// The store of rate-limit windows and used quota.
     #[serde(default)]
     pub counters: CountersConfig,
     /// Named groups of backend nodes that HTTP backends can use instead of one URL.
@@ -138,7 +138,7 @@ pub struct UsagePlanConfig {
     /// Secret ids of the key pairs in the plan.
     #[serde(default)]
     pub key_pairs: Vec<String>,
-    /// Where the plan applies: whole service environments, or chosen APIs in one.
+    /// The places the plan applies to: whole service environments, or chosen APIs in one.
     #[serde(default)]
     pub bindings: Vec<PlanBindingConfig>,
 }
@@ -183,8 +183,8 @@ impl Default for KeyPairAuthConfig {
     }
 }
 
-/// Where rate-limit windows and used quota are counted. Read at start; changing it needs a
-/// restart.
+/// The store of rate-limit windows and used quota. It is read at start, so changing it
+/// needs a restart.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, tag = "store", rename_all = "lowercase")]
 pub enum CountersConfig {
@@ -227,7 +227,7 @@ pub struct RedisCountersConfig {
     /// Milliseconds to wait for Redis on a request before treating it as unreachable.
     #[serde(default = "default_redis_timeout_ms")]
     pub timeout_ms: u64,
-    /// What requests that need a counter get while Redis is unreachable.
+    /// The response to requests that need a counter while Redis is unreachable.
     #[serde(default)]
     pub when_unreachable: WhenUnreachable,
 }
@@ -247,7 +247,7 @@ pub enum WhenUnreachable {
     /// Serve the request without limits, and log the outage once.
     #[default]
     Allow,
-    /// Answer 500 `Internal Server Error.`, and log the outage once.
+    /// Reject with 500 `Internal Server Error.`, and log the outage once.
     Reject,
 }
 
@@ -302,7 +302,7 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<String>,
     /// Address ranges (CIDR or single addresses) the gateway never connects to, checked on
     /// the addresses a backend name resolves to. A request whose backend is only there gets
-    /// 403 `Endpoint IP address is not allowed.`. The default holds the link-local ranges
+    /// 403 `Endpoint IP address is not allowed.`. The default contains the link-local ranges
     /// (with 169.254.169.254) and the metadata addresses 100.100.100.200 and fd00:ec2::254;
     /// `[]` allows every address. Read at start.
     #[serde(default = "default_backend_denied_ranges")]
@@ -651,7 +651,7 @@ pub struct CorsPluginConfig {
     /// Allows cookies and credentials; the response then names the origin, never `*`.
     #[serde(default)]
     pub allow_credentials: bool,
-    /// Seconds a browser may cache a preflight answer.
+    /// Seconds a browser may cache a preflight response.
     #[serde(default = "default_plugin_max_age")]
     pub max_age: u64,
 }
@@ -730,11 +730,11 @@ pub struct OauthConfig {
     pub jwks_refresh_secs: u64,
     /// Where business APIs find the token: `method.req.header.authorization` (the default;
     /// `Authorization: Bearer id_token="<jwt>"` or `Bearer <jwt>`) or
-    /// `method.req.header.cookie` (the `id_token` cookie). Any other value answers the
+    /// `method.req.header.cookie` (the `id_token` cookie). Any other value rejects the
     /// business APIs' requests with 481 `Oauth id_token location forbidden.`.
     #[serde(default = "default_token_location")]
     pub token_location: String,
-    /// Where a browser without a token is sent, with 302, to log in.
+    /// The login page a browser without a token is redirected to, with 302.
     #[serde(default)]
     pub login_redirect_url: Option<String>,
     /// The `iss` a token must carry; not checked when absent.
@@ -768,7 +768,7 @@ fn default_token_cache_entries() -> usize {
     10_000
 }
 
-/// What an `auth: OAUTH` business API verifies against and forwards.
+/// The authorization API and forwarding options of an `auth: OAUTH` business API.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OauthBusinessConfig {

@@ -188,7 +188,7 @@ impl LocalStore {
         }
     }
 
-    /// Writes used quota to the file if it changed since the last write, and forgets windows
+    /// Writes used quota to the file if it changed since the last write, and removes windows
     /// of past seconds.
     pub fn flush(&self) -> std::io::Result<()> {
         let Some(file) = &self.file else {
@@ -281,7 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_request_counts_nowhere() {
+    fn rejected_request_counts_nowhere() {
         let store = LocalStore::in_memory();
         let windows = [
             Window {
@@ -343,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_quota_file_is_refused_with_advice() {
+    fn broken_quota_file_rejected_with_advice() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("quota.json");
         std::fs::write(&file, "{not json").unwrap();

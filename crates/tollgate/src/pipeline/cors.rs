@@ -1,4 +1,4 @@
-//! CORS: the API flag with the product's defaults, the CORS plugin, preflight answers and
+//! CORS: the API flag with the product's defaults, the CORS plugin, preflight responses and
 //! the cross-origin check.
 //!
 //! Origins are compared as normalized origins, `scheme://host[:port]` with the host in lower
@@ -94,7 +94,7 @@ pub struct CorsPolicy {
     expose_headers: Option<HeaderValue>,
     credentials: bool,
     max_age: HeaderValue,
-    /// The answer names the request's origin, so caches must key on it.
+    /// The response names the request's origin, so caches must key on it.
     varies: bool,
     /// A plugin with no origin cannot be applied: 481 `Found no valid cors config.`.
     pub usable: bool,
@@ -173,7 +173,7 @@ impl CorsPolicy {
         }
     }
 
-    /// Answers a preflight with 204. An origin that is not allowed gets no
+    /// Returns the 204 response to a preflight. An origin that is not allowed gets no
     /// `Access-Control-Allow-Origin`, so the browser stops there.
     pub fn preflight(&self, origin: &HeaderValue) -> Response<ResponseBody> {
         let mut response = Response::new(ResponseBody::empty());
@@ -200,7 +200,7 @@ impl CorsPolicy {
     }
 }
 
-/// The method a preflight asks about, when the request is one: OPTIONS with `Origin` and
+/// Returns the method a preflight requests, when the request is one: OPTIONS with `Origin` and
 /// `Access-Control-Request-Method`.
 pub fn preflight_method(parts: &Parts) -> Option<Method> {
     if parts.method != Method::OPTIONS || !parts.headers.contains_key(header::ORIGIN) {
