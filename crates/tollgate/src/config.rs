@@ -81,6 +81,12 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
                     rebase(file);
                 }
             }
+            BackendConfig::Microservice(micro) => {
+                micro.headers.values_mut().for_each(rebase_secret);
+            }
         }
+    }
+    if let RegistryConfig::Etcd(etcd) = &mut config.registry {
+        etcd.password.iter_mut().for_each(rebase_secret);
     }
 }

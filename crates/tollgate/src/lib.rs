@@ -9,9 +9,11 @@
 pub mod access_log;
 pub mod auth;
 pub mod backend;
+pub mod balance;
 pub mod clock;
 pub mod config;
 pub mod counters;
+pub mod discovery;
 pub mod error;
 pub mod log_throttle;
 pub mod oauth;

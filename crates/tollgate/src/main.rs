@@ -37,6 +37,53 @@ enum Command {
     Schema,
     /// Sign a request for a key-pair API: print its headers and a curl command.
     Sign(Box<SignArgs>),
+    /// Register a microservice instance in etcd under a lease, and keep it registered until
+    /// SIGTERM or SIGINT, which deregister it.
+    #[cfg(feature = "etcd")]
+    Register(Box<RegisterArgs>),
+    /// Remove a microservice instance from etcd.
+    #[cfg(feature = "etcd")]
+    Deregister(InstanceArgs),
+}
+
+/// Names an instance in the etcd registry.
+#[cfg(feature = "etcd")]
+#[derive(clap::Args)]
+struct InstanceArgs {
+    /// etcd client endpoints; may be repeated.
+    #[arg(long = "etcd", default_value = "http://127.0.0.1:2379")]
+    endpoints: Vec<String>,
+    /// The registry's key prefix.
+    #[arg(long, default_value = config::DEFAULT_ETCD_PREFIX)]
+    prefix: String,
+    /// The namespace code callers send in `X-NameSpace-Code`.
+    #[arg(long)]
+    namespace: String,
+    /// The microservice name callers send in `X-MicroService-Name`.
+    #[arg(long)]
+    service: String,
+    /// The instance's id, unique within the microservice; `host:port` when left out.
+    #[arg(long)]
+    instance: Option<String>,
+}
+
+#[cfg(feature = "etcd")]
+#[derive(clap::Args)]
+struct RegisterArgs {
+    #[command(flatten)]
+    instance: InstanceArgs,
+    /// The instance's host name or IP address.
+    #[arg(long)]
+    host: String,
+    #[arg(long)]
+    port: u16,
+    /// 0 to 100.
+    #[arg(long, default_value_t = 10)]
+    weight: u32,
+    /// Seconds the lease lives without renewal; the instance disappears that long after
+    /// this command is killed without a chance to deregister.
+    #[arg(long, default_value_t = 10)]
+    ttl: i64,
 }
 
 #[derive(clap::Args)]
@@ -92,6 +139,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        #[cfg(feature = "etcd")]
+        Command::Register(args) => report("register", registry_command(registry::register(*args))),
+        #[cfg(feature = "etcd")]
+        Command::Deregister(args) => {
+            report("deregister", registry_command(registry::deregister(args)))
+        }
         Command::Run { config } => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -99,6 +152,98 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+#[cfg(feature = "etcd")]
+fn report(command: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tollgate {command}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a registry command on a small runtime, with logs on standard error.
+#[cfg(feature = "etcd")]
+fn registry_command(
+    command: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(command)
+}
+
+#[cfg(feature = "etcd")]
+mod registry {
+    use super::*;
+    use tollgate::discovery::etcd::{self, InstanceValue, Registration};
+
+    fn instance_id(args: &InstanceArgs, host: &str, port: u16) -> String {
+        args.instance
+            .clone()
+            .unwrap_or_else(|| format!("{host}:{port}"))
+    }
+
+    pub async fn register(args: RegisterArgs) -> anyhow::Result<()> {
+        anyhow::ensure!(args.weight <= 100, "--weight is 0 to 100");
+        anyhow::ensure!(args.ttl >= 2, "--ttl is at least 2 seconds");
+        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        let stop = async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        };
+        let instance = instance_id(&args.instance, &args.host, args.port);
+        let registration = Registration {
+            endpoints: args.instance.endpoints,
+            prefix: args.instance.prefix,
+            namespace: args.instance.namespace,
+            service: args.instance.service,
+            instance,
+            value: InstanceValue {
+                host: args.host,
+                port: args.port,
+                weight: args.weight,
+            },
+            ttl_secs: args.ttl,
+        };
+        etcd::register(registration, stop).await
+    }
+
+    pub async fn deregister(args: InstanceArgs) -> anyhow::Result<()> {
+        let Some(instance) = args.instance.clone() else {
+            anyhow::bail!("give the instance's id with --instance (`host:port` if it was registered without one)");
+        };
+        let removed = etcd::deregister(
+            &args.endpoints,
+            &args.prefix,
+            &args.namespace,
+            &args.service,
+            &instance,
+        )
+        .await?;
+        if removed {
+            println!(
+                "removed {}{}/{}/{instance}",
+                args.prefix, args.namespace, args.service
+            );
+            Ok(())
+        } else {
+            anyhow::bail!(
+                "no instance {}{}/{}/{instance} is registered",
+                args.prefix,
+                args.namespace,
+                args.service
+            )
+        }
     }
 }
 

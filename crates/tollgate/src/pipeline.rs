@@ -44,12 +44,14 @@ use crate::auth;
 use crate::backend::guard::AddressGuard;
 use crate::backend::http::{Failure, Outgoing};
 use crate::backend::{mock, HttpClient};
+use crate::balance::Balancer;
 use crate::clock::Clock;
 use crate::config::{BackendPoolConfig, Scheme};
 use crate::counters::Counters;
+use crate::discovery::Registry;
 use crate::error::GatewayError;
 use crate::route::{normalize_path, request_host, resolve_environment, RouteError};
-use crate::snapshot::{Api, Backend, PublishedApi, Snapshot};
+use crate::snapshot::{Api, Backend, Location, MicroserviceBackend, PublishedApi, Snapshot};
 
 static X_API_REQUEST_ID: HeaderName = HeaderName::from_static("x-api-requestid");
 static X_API_ID: HeaderName = HeaderName::from_static("x-api-id");
@@ -100,7 +102,8 @@ impl ConnectionInfo {
 /// The gateway: the current configuration snapshot, the backend client and the counters.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
-    client: HttpClient,
+    client: Arc<HttpClient>,
+    registry: Arc<Registry>,
     counters: Arc<Counters>,
     clock: Arc<dyn Clock>,
 }
@@ -123,18 +126,40 @@ impl Gateway {
         guard: AddressGuard,
         counters: Arc<Counters>,
         clock: Arc<dyn Clock>,
+        registry: Arc<Registry>,
     ) -> Gateway {
         Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
-            client: HttpClient::new(pool, guard),
+            client: Arc::new(HttpClient::new(pool, guard)),
+            registry,
             counters,
             clock,
         }
     }
 
     /// Replaces the configuration; requests in flight finish on the one they started with.
+    /// Nodes keep their health across the swap, and active health checks start for the new
+    /// configuration (the old one's end with it).
     pub fn swap(&self, snapshot: Snapshot) {
+        snapshot.inherit_health(&self.snapshot.load());
+        self.start_health_checks(&snapshot);
         self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// Starts the active health checks of a snapshot's upstreams and microservices.
+    pub fn start_health_checks(&self, snapshot: &Snapshot) {
+        for balancer in &snapshot.balancers {
+            crate::balance::health::spawn_active_checks(
+                balancer,
+                self.client.clone(),
+                self.registry.clone(),
+            );
+        }
+    }
+
+    /// The registry of microservice instances.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// Returns the configuration snapshot that new requests use.
@@ -364,6 +389,17 @@ impl Gateway {
         };
         let extra_query = mapped.extra_query;
 
+        // The microservice is found before the counting, so a request for one that does
+        // not exist uses no rate window or quota.
+        let target = match &api.backend {
+            Backend::Mock(_) => None,
+            Backend::Http(backend) => Some((backend, backend.upstream.as_deref())),
+            Backend::Microservice(micro) => {
+                let balancer = self.find_microservice(micro, &parts, &captures)?;
+                Some((&micro.http, Some(balancer)))
+            }
+        };
+
         let second = self.clock.unix_second();
         access::count(
             &self.counters,
@@ -376,77 +412,127 @@ impl Gateway {
         )
         .await?;
 
-        match &api.backend {
-            Backend::Mock(mock) => match mock::respond(mock).await {
+        let Some((backend, balancer)) = target else {
+            let Backend::Mock(mock) = &api.backend else {
+                unreachable!("only mock backends have no target")
+            };
+            return match mock::respond(mock).await {
                 Ok(response) => Ok(response.map(ResponseBody::full)),
                 Err((error, cause)) => {
                     tracing::error!(request_id = %record.request_id, api = %api.id, %cause, "mock backend failed");
                     Err(error)
                 }
-            },
-            Backend::Http(backend) => {
-                // One request shape for two body types.
-                macro_rules! outgoing {
-                    ($body:expr) => {
-                        Outgoing {
-                            parts,
-                            body: $body,
-                            api_path,
-                            matched_len: route.matched_len,
-                            captures: &captures,
-                            extra_query: &extra_query,
-                            client_ip: conn.peer_ip.as_ref(),
-                            real_ip: real_ip.clone(),
-                            upgrade: api.websocket,
-                            scheme: conn.scheme,
-                            request_id: state.request_id.clone(),
-                            timeout: api.timeout,
-                            max_body_bytes: snapshot.max_body_bytes,
-                        }
-                    };
+            };
+        };
+        // One request shape for two body types.
+        macro_rules! outgoing {
+            ($body:expr) => {
+                Outgoing {
+                    parts,
+                    body: $body,
+                    api_path,
+                    matched_len: route.matched_len,
+                    captures: &captures,
+                    extra_query: &extra_query,
+                    client_ip: conn.peer_ip.as_ref(),
+                    real_ip: real_ip.clone(),
+                    upgrade: api.websocket,
+                    scheme: conn.scheme,
+                    request_id: state.request_id.clone(),
+                    timeout: api.timeout,
+                    max_body_bytes: snapshot.max_body_bytes,
                 }
-                let result = match body {
-                    OutgoingBody::Stream(body) => {
-                        self.client.forward(backend, outgoing!(body)).await
+            };
+        }
+        let result = match body {
+            OutgoingBody::Stream(body) => {
+                self.client
+                    .forward(backend, balancer, outgoing!(body))
+                    .await
+            }
+            OutgoingBody::Whole(bytes) => {
+                let body = Full::new(bytes).map_err(BoxError::from);
+                self.client
+                    .forward(backend, balancer, outgoing!(body))
+                    .await
+            }
+        };
+        match result {
+            Ok(answer) => {
+                record.upstream_status = Some(answer.response.status().as_u16());
+                record.upstream_addr = answer.upstream_addr;
+                record.upstream_time = Some(answer.upstream_time);
+                if let Some(client_upgrade) = client_upgrade {
+                    if answer.response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                        return Ok(websocket::relay(
+                            answer.response,
+                            client_upgrade,
+                            record.request_id,
+                        ));
                     }
-                    OutgoingBody::Whole(bytes) => {
-                        let body = Full::new(bytes).map_err(BoxError::from);
-                        self.client.forward(backend, outgoing!(body)).await
-                    }
-                };
-                match result {
-                    Ok(answer) => {
-                        record.upstream_status = Some(answer.response.status().as_u16());
-                        record.upstream_addr = answer.upstream_addr;
-                        record.upstream_time = Some(answer.upstream_time);
-                        if let Some(client_upgrade) = client_upgrade {
-                            if answer.response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                                return Ok(websocket::relay(
-                                    answer.response,
-                                    client_upgrade,
-                                    record.request_id,
-                                ));
-                            }
-                        }
-                        Ok(answer.response.map(ResponseBody::backend))
-                    }
-                    Err(failure) => {
-                        let error = log_backend_failure(record, api, backend, failure);
-                        // The authorization server of an authorization API failing is an
-                        // OAuth error, as the product reports it.
-                        let server_failed = matches!(
-                            error,
-                            GatewayError::BadGateway | GatewayError::GatewayTimeout
-                        );
-                        if api.oauth_provider.is_some() && server_failed {
-                            Err(GatewayError::OauthCallAuthServerFailed)
-                        } else {
-                            Err(error)
-                        }
-                    }
+                }
+                Ok(answer.response.map(ResponseBody::backend))
+            }
+            Err(failure) => {
+                let shown = balancer.map_or(backend.authority.as_str(), |b| b.label.as_str());
+                let error = log_backend_failure(record, api, backend, shown, failure);
+                // The authorization server of an authorization API failing is an OAuth
+                // error, as the product reports it.
+                let server_failed = matches!(
+                    error,
+                    GatewayError::BadGateway | GatewayError::GatewayTimeout
+                );
+                if api.oauth_provider.is_some() && server_failed {
+                    Err(GatewayError::OauthCallAuthServerFailed)
+                } else {
+                    Err(error)
                 }
             }
         }
+    }
+
+    /// Finds the microservice a request names, with instances to serve it. A name the API
+    /// does not list, a value missing from the request, and a microservice without
+    /// instances all get 404 `Not found micro service with key.`
+    fn find_microservice<'a>(
+        &self,
+        micro: &'a MicroserviceBackend,
+        parts: &http::request::Parts,
+        captures: &[(&str, String)],
+    ) -> Result<&'a Balancer, GatewayError> {
+        let [namespace, name] = micro.locations.as_ref().map_err(Clone::clone)?;
+        let read = |location: &Location| -> Result<Option<String>, GatewayError> {
+            Ok(match location {
+                Location::Header(name) => parts
+                    .headers
+                    .get(name)
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_string),
+                Location::Query(name) => match parts.uri.query() {
+                    Some(query) => params::parse_query(query)?
+                        .into_iter()
+                        .find(|(key, _)| key == name)
+                        .map(|(_, value)| value),
+                    None => None,
+                },
+                Location::Path(name) => captures
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.clone()),
+            })
+        };
+        let (Some(namespace), Some(name)) = (read(namespace)?, read(name)?) else {
+            return Err(GatewayError::MicroServiceNotFound);
+        };
+        let balancer = micro
+            .services
+            .get(&(namespace, name))
+            .ok_or(GatewayError::MicroServiceNotFound)?;
+        balancer.sync(&self.registry);
+        if balancer.nodes().is_empty() {
+            return Err(GatewayError::MicroServiceNotFound);
+        }
+        Ok(balancer)
     }
 }
 
@@ -462,10 +548,10 @@ fn log_backend_failure(
     record: &mut LogRecord,
     api: &Api,
     backend: &crate::snapshot::HttpBackend,
+    address: &str,
     failure: Failure,
 ) -> GatewayError {
     record.upstream_time = Some(failure.upstream_time);
-    let address = backend.authority.as_str();
     match failure.error {
         GatewayError::BodyTooLarge => tracing::info!(
             request_id = %record.request_id, api = %api.id, backend = address,

@@ -26,6 +26,7 @@ use crate::backend::guard::AddressGuard;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, LimitsConfig, Scheme};
 use crate::counters::Counters;
+use crate::discovery::Registry;
 use crate::oauth;
 use crate::pipeline::{BoxError, ConnectionInfo, Gateway};
 use crate::snapshot::Snapshot;
@@ -43,6 +44,8 @@ pub struct Server {
     gateway: Arc<Gateway>,
     /// Writes the local store's used quota once a second.
     flusher: JoinHandle<()>,
+    /// Watches the etcd registry, when the configuration has one.
+    registry_watch: Option<JoinHandle<()>>,
     config_path: Option<PathBuf>,
     local_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
@@ -83,13 +86,18 @@ impl Server {
             .iter()
             .filter_map(|range| config::parse_ip_range(range))
             .collect();
+        let registry = Registry::new();
+        registry.load_static(&config.registry);
+        let registry_watch = watch_registry(&config.registry, &registry)?;
         let gateway = Arc::new(Gateway::new(
             snapshot,
             &config.server.backend_pool,
             AddressGuard::new(denied),
             counters,
             clock,
+            registry,
         ));
+        gateway.start_health_checks(&gateway.snapshot());
         let (stop_accepting, _) = watch::channel(false);
         let (force_close, _) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
@@ -151,6 +159,7 @@ impl Server {
         Ok(Server {
             gateway,
             flusher,
+            registry_watch,
             config_path,
             local_addrs,
             tls_addrs,
@@ -226,6 +235,9 @@ impl Server {
             }
         }
         self.flusher.abort();
+        if let Some(watch) = &self.registry_watch {
+            watch.abort();
+        }
         let counters = self.gateway.counters().clone();
         match tokio::task::spawn_blocking(move || counters.flush()).await {
             Ok(Ok(())) => {}
@@ -259,6 +271,8 @@ impl Reloader {
             .oauth_verifiers
             .iter()
             .for_each(oauth::spawn_refresh);
+        // The registry's kind and etcd settings need a restart; a static list reloads.
+        self.gateway.registry().load_static(&config.registry);
         self.gateway.swap(snapshot);
         let apis: usize = config.services.iter().map(|s| s.apis.len()).sum();
         tracing::info!(
@@ -268,6 +282,26 @@ impl Reloader {
             "configuration reloaded"
         );
         Ok(())
+    }
+}
+
+/// Starts watching the etcd registry, if the configuration names one.
+fn watch_registry(
+    config: &config::RegistryConfig,
+    registry: &Arc<Registry>,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
+    match config {
+        config::RegistryConfig::Static { .. } => Ok(None),
+        #[cfg(feature = "etcd")]
+        config::RegistryConfig::Etcd(etcd) => Ok(Some(crate::discovery::etcd::spawn_watch(
+            etcd.clone(),
+            registry.clone(),
+        ))),
+        #[cfg(not(feature = "etcd"))]
+        config::RegistryConfig::Etcd(_) => {
+            let _ = registry;
+            anyhow::bail!("this build has no etcd registry: build with `--features etcd`")
+        }
     }
 }
 

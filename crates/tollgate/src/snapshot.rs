@@ -15,10 +15,13 @@ use http::uri::{Authority, Scheme as UriScheme};
 use http::{Method, StatusCode, Uri};
 
 use crate::auth::signature::SigningKey;
+use crate::balance::{BalanceSettings, Balancer, Node};
 use crate::config::{
     self, ApiConfig, ApiMethod, AuthType, BackendConfig, Config, EmptyPathRule, EnvironmentName,
     FrontendProtocol, HostHeader, KeyPairApiConfig, ParameterPosition,
 };
+use crate::discovery::ServiceKey;
+use crate::error::GatewayError;
 use crate::log_throttle::LogThrottle;
 use crate::oauth::OauthVerifier;
 use crate::pipeline::cors::CorsPolicy;
@@ -47,6 +50,9 @@ pub struct Snapshot {
     pub https_port: u16,
     /// Proxies whose forwarded client addresses are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Every upstream and every microservice of a microservice API, for their health
+    /// checks.
+    pub balancers: Vec<Arc<Balancer>>,
 }
 
 /// A key pair, with the plans that hold it.
@@ -207,6 +213,45 @@ pub struct ConstantParameter {
 pub enum Backend {
     Http(HttpBackend),
     Mock(MockBackend),
+    Microservice(MicroserviceBackend),
+}
+
+/// A microservice backend: the request names the microservice, whose instances serve it.
+pub struct MicroserviceBackend {
+    /// Path, method, headers and Host rule; every attempt is pointed at an instance.
+    pub http: HttpBackend,
+    /// Where the namespace code and the microservice name are read, or the 481 the API
+    /// answers with when its settings cannot be used.
+    pub locations: Result<[Location; 2], GatewayError>,
+    /// The API's microservices, each balanced over its own instances.
+    pub services: HashMap<ServiceKey, Arc<Balancer>>,
+}
+
+/// Where a request carries a value: `method.req.{header|query|path}.{name}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Header(HeaderName),
+    Query(String),
+    Path(String),
+}
+
+impl Location {
+    /// Parses a location expression; `None` when it is not of the supported form.
+    pub fn parse(expression: &str) -> Option<Location> {
+        let rest = expression.strip_prefix("method.req.")?;
+        let (kind, name) = rest.split_once('.')?;
+        if name.is_empty() {
+            return None;
+        }
+        match kind {
+            "header" => HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .map(Location::Header),
+            "query" => Some(Location::Query(name.to_string())),
+            "path" => Some(Location::Path(name.to_string())),
+            _ => None,
+        }
+    }
 }
 
 pub struct HttpBackend {
@@ -225,51 +270,9 @@ pub struct HttpBackend {
     /// The backend's address when its URL names an IP, for the address guard.
     pub literal_ip: Option<std::net::IpAddr>,
     /// The upstream whose nodes serve the API, instead of the single URL.
-    pub upstream: Option<Arc<Upstream>>,
+    pub upstream: Option<Arc<Balancer>>,
     /// Keeps the warnings about this backend's failures to one a second.
     pub failure_log: LogThrottle,
-}
-
-/// A named group of backend nodes, chosen by smooth weighted round robin.
-pub struct Upstream {
-    pub id: String,
-    pub nodes: Vec<UpstreamNode>,
-    /// How many more nodes a request without a body may try after a refused connection.
-    pub retries: usize,
-    /// The running weights of the round robin, one per node.
-    current: std::sync::Mutex<Vec<i64>>,
-}
-
-pub struct UpstreamNode {
-    pub authority: Authority,
-    pub host_value: HeaderValue,
-    /// The node's address when it is given as an IP, for the address guard.
-    pub literal_ip: Option<std::net::IpAddr>,
-    /// 0 takes the node out.
-    pub weight: i64,
-}
-
-impl Upstream {
-    /// Returns the next node, skipping weight-0 nodes and the ones in `tried`. Over many
-    /// requests each node gets its share of the weights, spread evenly rather than in runs.
-    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        let eligible = |index: usize| self.nodes[index].weight > 0 && !tried.contains(&index);
-        let total: i64 = (0..self.nodes.len())
-            .filter(|&index| eligible(index))
-            .map(|index| self.nodes[index].weight)
-            .sum();
-        let mut best: Option<usize> = None;
-        for index in (0..self.nodes.len()).filter(|&index| eligible(index)) {
-            current[index] += self.nodes[index].weight;
-            if best.is_none_or(|best| current[index] > current[best]) {
-                best = Some(index);
-            }
-        }
-        let best = best?;
-        current[best] -= total;
-        Some(best)
-    }
 }
 
 pub struct MockBackend {
@@ -285,7 +288,7 @@ pub enum MockBody {
 }
 
 /// Upstreams by id.
-type Upstreams = HashMap<String, Arc<Upstream>>;
+type Upstreams = HashMap<String, Arc<Balancer>>;
 
 fn compile_upstreams(config: &Config) -> anyhow::Result<Upstreams> {
     let mut upstreams = HashMap::new();
@@ -293,32 +296,19 @@ fn compile_upstreams(config: &Config) -> anyhow::Result<Upstreams> {
         let nodes = upstream
             .nodes
             .iter()
-            .map(|node| {
-                let host = if node.host.contains(':') {
-                    format!("[{}]", node.host)
-                } else {
-                    node.host.clone()
-                };
-                let authority: Authority = format!("{host}:{}", node.port).parse()?;
-                Ok(UpstreamNode {
-                    literal_ip: node.host.parse().ok(),
-                    host_value: HeaderValue::from_str(authority.as_str())?,
-                    authority,
-                    weight: i64::from(node.weight),
-                })
-            })
+            .map(Node::new)
             .collect::<anyhow::Result<Vec<_>>>()
             .with_context(|| format!("upstream `{}`", upstream.id))?;
-        let current = std::sync::Mutex::new(vec![0; nodes.len()]);
-        upstreams.insert(
-            upstream.id.clone(),
-            Arc::new(Upstream {
-                id: upstream.id.clone(),
-                nodes,
-                retries: upstream.retries,
-                current,
-            }),
-        );
+        let settings = BalanceSettings {
+            retries: upstream.retries,
+            sticky: upstream.sticky.as_ref(),
+            health: &upstream.health,
+            scheme: upstream.scheme,
+        };
+        let label = format!("upstream `{}`", upstream.id);
+        let balancer = Balancer::new(label, settings, nodes, None)
+            .with_context(|| format!("upstream `{}`", upstream.id))?;
+        upstreams.insert(upstream.id.clone(), Arc::new(balancer));
     }
     Ok(upstreams)
 }
@@ -329,6 +319,7 @@ impl Snapshot {
     pub fn compile(config: &Config) -> anyhow::Result<Snapshot> {
         let mut hosts = HashMap::new();
         let upstreams = compile_upstreams(config)?;
+        let mut balancers: Vec<Arc<Balancer>> = upstreams.values().cloned().collect();
         let mut services = Vec::with_capacity(config.services.len());
         for (index, service) in config.services.iter().enumerate() {
             for domain in &service.default_domains {
@@ -368,7 +359,12 @@ impl Snapshot {
                     },
                 );
             }
-            services.push(compile_service(service, &config.usage_plans, &upstreams)?);
+            services.push(compile_service(
+                service,
+                &config.usage_plans,
+                &upstreams,
+                &mut balancers,
+            )?);
         }
         let plans = config
             .usage_plans
@@ -439,7 +435,23 @@ impl Snapshot {
                 .iter()
                 .filter_map(|range| config::parse_ip_range(range))
                 .collect(),
+            balancers,
         })
+    }
+
+    /// Takes over the node health (and a microservice's instances) of the balancers that
+    /// `old` has under the same name, so a reload does not bring back a node that was out.
+    pub fn inherit_health(&self, old: &Snapshot) {
+        let previous: HashMap<&str, &Arc<Balancer>> = old
+            .balancers
+            .iter()
+            .map(|balancer| (balancer.label.as_str(), balancer))
+            .collect();
+        for balancer in &self.balancers {
+            if let Some(old) = previous.get(balancer.label.as_str()) {
+                balancer.inherit(old);
+            }
+        }
     }
 
     /// Returns what a lower-case host name without port leads to.
@@ -453,11 +465,12 @@ fn compile_service(
     service: &config::ServiceConfig,
     plans: &[config::UsagePlanConfig],
     upstreams: &Upstreams,
+    balancers: &mut Vec<Arc<Balancer>>,
 ) -> anyhow::Result<Service> {
     let apis: Vec<Arc<Api>> = service
         .apis
         .iter()
-        .map(|api| compile_api(api, upstreams).map(Arc::new))
+        .map(|api| compile_api(api, upstreams, balancers).map(Arc::new))
         .collect::<anyhow::Result<_>>()
         .with_context(|| format!("service `{}`", service.id))?;
     let mut environments: [Option<Environment>; 3] = [None, None, None];
@@ -602,9 +615,18 @@ fn compile_oauth_provider(api: &ApiConfig) -> Option<Arc<OauthVerifier>> {
     Some(Arc::new(verifier))
 }
 
-fn compile_api(api: &ApiConfig, upstreams: &Upstreams) -> anyhow::Result<Api> {
+fn compile_api(
+    api: &ApiConfig,
+    upstreams: &Upstreams,
+    balancers: &mut Vec<Arc<Balancer>>,
+) -> anyhow::Result<Api> {
     let backend = match &api.backend {
         BackendConfig::Http(http) => Backend::Http(compile_http_backend(http, upstreams)?),
+        BackendConfig::Microservice(micro) => {
+            let backend = compile_microservice_backend(api, micro, upstreams)?;
+            balancers.extend(backend.services.values().cloned());
+            Backend::Microservice(backend)
+        }
         BackendConfig::Mock(mock) => {
             let mut headers = HeaderMap::new();
             for (name, value) in &mock.headers {
@@ -712,6 +734,86 @@ fn compile_api(api: &ApiConfig, upstreams: &Upstreams) -> anyhow::Result<Api> {
     })
 }
 
+fn compile_microservice_backend(
+    api: &ApiConfig,
+    micro: &config::MicroserviceBackendConfig,
+    upstreams: &Upstreams,
+) -> anyhow::Result<MicroserviceBackend> {
+    // Every attempt is pointed at an instance, so the host here is never connected to.
+    let scheme = match micro.scheme {
+        config::BackendScheme::Http => "http",
+        config::BackendScheme::Https => "https",
+    };
+    let http = config::HttpBackendConfig {
+        url: format!("{scheme}://microservice"),
+        upstream: None,
+        path: micro.path.clone(),
+        empty_path: micro.empty_path,
+        method: micro.method,
+        host_header: micro.host_header,
+        headers: micro.headers.clone(),
+        ca_file: None,
+        http2: false,
+    };
+    let http = compile_http_backend(&http, upstreams)?;
+    let locations = microservice_locations(api, micro);
+    if let Err(error) = &locations {
+        tracing::warn!(
+            api = %api.id,
+            "the microservice backend's settings cannot be used; its requests get 481 {error}"
+        );
+    }
+    let mut services = HashMap::new();
+    for service in &micro.microservices {
+        let key: ServiceKey = (service.namespace.clone(), service.name.clone());
+        let settings = BalanceSettings {
+            retries: micro.retries,
+            sticky: micro.sticky.as_ref(),
+            health: &micro.health,
+            scheme: micro.scheme,
+        };
+        let label = format!(
+            "microservice `{}/{}` of API `{}`",
+            service.namespace, service.name, api.id
+        );
+        let balancer = Balancer::new(label, settings, Vec::new(), Some(key.clone()))?;
+        services.insert(key, Arc::new(balancer));
+    }
+    Ok(MicroserviceBackend {
+        http,
+        locations,
+        services,
+    })
+}
+
+/// Reads where a microservice API finds the namespace and microservice name, with the
+/// product's 481 for settings that cannot be used.
+fn microservice_locations(
+    api: &ApiConfig,
+    micro: &config::MicroserviceBackendConfig,
+) -> Result<[Location; 2], GatewayError> {
+    let (Some(namespace), Some(service)) = (&micro.namespace_location, &micro.service_location)
+    else {
+        return Err(GatewayError::MicroServiceLocationMissing);
+    };
+    let (Some(namespace), Some(service)) = (Location::parse(namespace), Location::parse(service))
+    else {
+        return Err(GatewayError::MicroServiceLocationMalformed);
+    };
+    let in_path = |location: &Location| match location {
+        Location::Path(name) => api.path.contains(&format!("{{{name}}}")),
+        _ => true,
+    };
+    let usable = micro
+        .microservices
+        .iter()
+        .all(|service| !service.namespace.is_empty() && !service.name.is_empty());
+    if micro.microservices.is_empty() || !usable || !in_path(&namespace) || !in_path(&service) {
+        return Err(GatewayError::TsfConfig);
+    }
+    Ok([namespace, service])
+}
+
 fn compile_http_backend(
     http: &config::HttpBackendConfig,
     upstreams: &Upstreams,
@@ -725,17 +827,21 @@ fn compile_http_backend(
         ),
         None => None,
     };
-    // An upstream backend starts from its first node; each request picks its own.
+    // An upstream backend starts from its first node; each request picks its own. A `url`
+    // gives the scheme; without one, the upstream's scheme applies.
     let url = match &upstream {
-        Some(upstream) => format!(
-            "{}://{}",
-            if http.url.starts_with("https") {
-                "https"
-            } else {
-                "http"
-            },
-            upstream.nodes[0].authority
-        ),
+        Some(upstream) => {
+            let secure = match http.url.as_str() {
+                "https://" | "wss://" => true,
+                "" => upstream.check_scheme == UriScheme::HTTPS,
+                _ => false,
+            };
+            format!(
+                "{}://{}",
+                if secure { "https" } else { "http" },
+                upstream.nodes().nodes[0].authority
+            )
+        }
         None => http.url.clone(),
     };
     let uri: Uri = url.parse()?;

@@ -319,6 +319,7 @@ async fn https_on_http_only_service_is_426() {
         tollgate::backend::guard::AddressGuard::default(),
         std::sync::Arc::new(tollgate::counters::Counters::in_memory()),
         std::sync::Arc::new(tollgate::clock::SystemClock),
+        tollgate::discovery::Registry::new(),
     );
     let conn = ConnectionInfo::new("127.0.0.1:40000".parse().unwrap(), Scheme::Https);
     let request = |host: &str| {

@@ -19,23 +19,25 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::{HttpConnector, HttpInfo};
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use super::guard::{self, AddressGuard, GuardedResolver};
+use crate::balance::sticky::Claim;
+use crate::balance::{Balancer, Node, Outcome};
 use crate::config::{BackendPoolConfig, EmptyPathRule, HostHeader, Scheme};
 use crate::error::GatewayError;
 use crate::pipeline::BoxError;
-use crate::snapshot::{HttpBackend, UpstreamNode};
+use crate::snapshot::HttpBackend;
 
 type OutgoingBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -188,11 +190,7 @@ impl HttpClient {
 
     /// Returns the client for `https://` or HTTP/2 backends with these settings, made on
     /// first use. The trusted roots are the system's, plus the backend's `ca_file`.
-    fn tls_client(&self, backend: &HttpBackend) -> Result<TlsClient, String> {
-        let key = ClientKey {
-            ca_file: backend.ca_file.clone(),
-            http2: backend.http2,
-        };
+    fn tls_client(&self, key: ClientKey) -> Result<TlsClient, String> {
         let mut clients = self.tls_clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
@@ -216,16 +214,62 @@ impl HttpClient {
         Ok(client)
     }
 
-    /// Sends `outgoing` to `backend` and waits for the response head.
+    /// Starts sending a request on the client that suits the backend.
+    fn send(
+        &self,
+        backend: &HttpBackend,
+        request: Request<OutgoingBody>,
+    ) -> Result<ResponseFuture, Failure> {
+        if backend.scheme == http::uri::Scheme::HTTP && !backend.http2 {
+            return Ok(self.client.request(request));
+        }
+        let key = ClientKey {
+            ca_file: backend.ca_file.clone(),
+            http2: backend.http2,
+        };
+        let client = self.tls_client(key).map_err(|cause| Failure {
+            error: GatewayError::BadGateway,
+            cause,
+            upstream_time: Duration::ZERO,
+        })?;
+        Ok(client.request(request))
+    }
+
+    /// Sends `outgoing` to `backend`, or to a node of `balancer` when the backend has one,
+    /// and waits for the response head.
     pub async fn forward<B>(
         &self,
         backend: &HttpBackend,
+        balancer: Option<&Balancer>,
         outgoing: Outgoing<'_, B>,
     ) -> Result<Answer, Failure>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let timeout = outgoing.timeout;
+        let upgrade = outgoing.upgrade;
+        let claim = balancer
+            .and_then(|balancer| balancer.sticky.as_ref())
+            .map(|sticky| sticky.claim(&outgoing.parts.headers));
+        let request = build_request(backend, outgoing).map_err(|cause| Failure {
+            error: GatewayError::ApiConfig,
+            cause,
+            upstream_time: Duration::ZERO,
+        })?;
+        let started = Instant::now();
+        if let Some(balancer) = balancer {
+            let exchange = Exchange {
+                backend,
+                balancer,
+                claim,
+                started,
+                deadline: started + timeout,
+                timeout,
+                upgrade,
+            };
+            return self.forward_balanced(exchange, request).await;
+        }
         if backend.literal_ip.is_some_and(|ip| !self.guard.allows(ip)) {
             return Err(Failure {
                 error: GatewayError::EndpointIpNotAllowed,
@@ -233,114 +277,279 @@ impl HttpClient {
                 upstream_time: Duration::ZERO,
             });
         }
-        let timeout = outgoing.timeout;
-        let upgrade = outgoing.upgrade;
-        let request = build_request(backend, outgoing).map_err(|cause| Failure {
-            error: GatewayError::ApiConfig,
-            cause,
-            upstream_time: Duration::ZERO,
-        })?;
-        let started = Instant::now();
-        let deadline = started + timeout;
-        let mut request = request;
-        let mut tried: Vec<usize> = Vec::new();
-        let result = loop {
-            // An upstream backend picks a node per attempt; a request without a body can be
-            // sent again to another node when the connection to one fails.
-            let resend = match &backend.upstream {
-                Some(upstream) => {
-                    let Some(node) = upstream.pick(&tried) else {
-                        return Err(Failure {
-                            error: GatewayError::BadGateway,
-                            cause: format!("no node of upstream `{}` is left to try", upstream.id),
-                            upstream_time: started.elapsed(),
-                        });
-                    };
-                    tried.push(node);
-                    let chosen = &upstream.nodes[node];
-                    if chosen.literal_ip.is_some_and(|ip| !self.guard.allows(ip)) {
-                        return Err(Failure {
-                            error: GatewayError::EndpointIpNotAllowed,
-                            cause: format!("{} is in a denied backend range", chosen.authority),
-                            upstream_time: Duration::ZERO,
-                        });
-                    }
-                    retarget(&mut request, backend, chosen);
-                    let retries_left = tried.len() <= upstream.retries;
-                    (retries_left && request.body().is_end_stream()).then(|| copy_request(&request))
-                }
-                None => None,
+        let pending = self.send(backend, request)?;
+        match tokio::time::timeout(timeout, pending).await {
+            Err(_) => Err(timed_out(timeout, started)),
+            Ok(Err(error)) => Err(failed(&error, started)),
+            Ok(Ok(response)) => Ok(answer(response, upgrade, started)),
+        }
+    }
+
+    /// Sends a request to a balancer's nodes: the sticky node or the round robin's next, and
+    /// another one after a failure while retries last and the request can be sent again.
+    async fn forward_balanced(
+        &self,
+        exchange: Exchange<'_>,
+        mut request: Request<OutgoingBody>,
+    ) -> Result<Answer, Failure> {
+        let Exchange {
+            backend,
+            balancer,
+            claim,
+            started,
+            deadline,
+            timeout,
+            upgrade,
+        } = exchange;
+        // A request can go to a second node if its body is kept: no body, or a small one
+        // read whole first.
+        let mut replay: Option<Bytes> = None;
+        if request.body().is_end_stream() {
+            replay = Some(Bytes::new());
+        } else if balancer.retries > 0
+            && request
+                .body()
+                .size_hint()
+                .exact()
+                .is_some_and(|length| length <= RESEND_BODY_LIMIT)
+        {
+            let (parts, body) = request.into_parts();
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let bytes = match tokio::time::timeout(remaining, body.collect()).await {
+                Err(_) => return Err(timed_out(timeout, started)),
+                Ok(Err(error)) => return Err(body_failed(&*error, started)),
+                Ok(Ok(collected)) => collected.to_bytes(),
             };
-            let pending = if backend.scheme == http::uri::Scheme::HTTP && !backend.http2 {
-                self.client.request(request)
-            } else {
-                let client = self.tls_client(backend).map_err(|cause| Failure {
+            request = Request::from_parts(parts, full_body(bytes.clone()));
+            replay = Some(bytes);
+        }
+        let idempotent = is_idempotent(request.method());
+
+        let set = balancer.nodes();
+        let sticky = balancer.sticky.as_ref();
+        let preferred = match (sticky, &claim) {
+            (Some(sticky), Some(claim)) => sticky
+                .token(claim, Instant::now())
+                .and_then(|token| set.nodes.iter().position(|node| node.token == token)),
+            _ => None,
+        };
+        let mut tried: Vec<usize> = Vec::new();
+        loop {
+            let Some(index) = set.pick(&tried, preferred, balancer, Instant::now()) else {
+                let cause = if tried.is_empty() {
+                    format!("every node of {} is out", balancer.label)
+                } else {
+                    format!("no node of {} is left to try", balancer.label)
+                };
+                return Err(Failure {
                     error: GatewayError::BadGateway,
                     cause,
-                    upstream_time: Duration::ZERO,
-                })?;
-                client.request(request)
+                    upstream_time: started.elapsed(),
+                });
             };
+            tried.push(index);
+            let node = &set.nodes[index];
+            if node.literal_ip.is_some_and(|ip| !self.guard.allows(ip)) {
+                return Err(Failure {
+                    error: GatewayError::EndpointIpNotAllowed,
+                    cause: format!("{} is in a denied backend range", node.authority),
+                    upstream_time: Duration::ZERO,
+                });
+            }
+            retarget(&mut request, backend, node);
+            let retry = match &replay {
+                Some(body) if tried.len() <= balancer.retries => {
+                    Some(copy_request(&request, body.clone()))
+                }
+                _ => None,
+            };
+            let pending = self.send(backend, request)?;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let result = tokio::time::timeout(remaining, pending).await;
-            match (result, resend) {
-                (Ok(Err(error)), Some(copy)) if error.is_connect() => {
+            let now = Instant::now();
+            let error = match result {
+                Err(_) => {
+                    balancer.report(node, Outcome::Timeout, now);
+                    return Err(timed_out(timeout, started));
+                }
+                Ok(Ok(response)) => {
+                    balancer.report(node, Outcome::Status(response.status().as_u16()), now);
+                    let mut answer = answer(response, upgrade, started);
+                    if let (Some(sticky), Some(claim)) = (sticky, &claim) {
+                        if let Some(cookie) = sticky.bind(claim, &node.token, now) {
+                            answer
+                                .response
+                                .headers_mut()
+                                .append(header::SET_COOKIE, cookie);
+                        }
+                    }
+                    return Ok(answer);
+                }
+                Ok(Err(error)) => error,
+            };
+            let failure = failed(&error, started);
+            if !matches!(failure.error, GatewayError::BadGateway) {
+                // The client's body or the address guard failed, not the node.
+                return Err(failure);
+            }
+            balancer.report(node, Outcome::Connect, now);
+            // Past the connection, the backend may have acted on the request: only an
+            // idempotent one is sent again.
+            match retry {
+                Some(copy) if error.is_connect() || idempotent => {
                     tracing::info!(
-                        node = %copy.uri().authority().map_or("", |a| a.as_str()),
-                        error = %describe(&error),
-                        "upstream node refused the connection; trying another"
+                        balancer = %balancer.label, node = %node.authority,
+                        cause = %failure.cause, "node failed; trying another"
                     );
                     request = copy;
                 }
-                (result, _) => break result,
+                _ => {
+                    return Err(Failure {
+                        cause: format!("{}: {}", node.authority, failure.cause),
+                        ..failure
+                    })
+                }
+            }
+        }
+    }
+
+    /// Sends an active health check to a node and reports what came back.
+    pub async fn probe(
+        &self,
+        scheme: &http::uri::Scheme,
+        node: &Node,
+        path: &str,
+        timeout: Duration,
+    ) -> Outcome {
+        if node.literal_ip.is_some_and(|ip| !self.guard.allows(ip)) {
+            return Outcome::Connect;
+        }
+        let uri = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(node.authority.clone())
+            .path_and_query(path)
+            .build();
+        let Ok(uri) = uri else {
+            return Outcome::Connect;
+        };
+        let mut request = Request::new(full_body(Bytes::new()));
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, node.host_value.clone());
+        headers.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static("tollgate-health-check"),
+        );
+        let pending = if *scheme == http::uri::Scheme::HTTP {
+            self.client.request(request)
+        } else {
+            let key = ClientKey {
+                ca_file: None,
+                http2: false,
+            };
+            match self.tls_client(key) {
+                Ok(client) => client.request(request),
+                Err(_) => return Outcome::Connect,
             }
         };
-        let upstream_time = started.elapsed();
-        match result {
-            Err(_) => Err(Failure {
-                error: GatewayError::GatewayTimeout,
-                cause: format!("no response head within {} s", timeout.as_secs()),
-                upstream_time,
-            }),
-            Ok(Err(error)) => {
-                let error_chain = describe(&error);
-                let gateway_error = if is_length_limit(&error) {
-                    GatewayError::BodyTooLarge
-                } else if guard::is_denied(&error) {
-                    GatewayError::EndpointIpNotAllowed
-                } else if is_request_body_error(&error) {
-                    GatewayError::BadRequestBody
-                } else {
-                    GatewayError::BadGateway
-                };
-                Err(Failure {
-                    error: gateway_error,
-                    cause: error_chain,
-                    upstream_time,
-                })
-            }
-            Ok(Ok(mut response)) => {
-                let upstream_addr = response
-                    .extensions()
-                    .get::<HttpInfo>()
-                    .map(HttpInfo::remote_addr);
-                // A 101 keeps its `Upgrade` and `Connection`: they are the handshake's answer.
-                if !(upgrade && response.status() == http::StatusCode::SWITCHING_PROTOCOLS) {
-                    remove_hop_by_hop(response.headers_mut());
-                }
-                Ok(Answer {
-                    response,
-                    upstream_addr,
-                    upstream_time,
-                })
-            }
+        match tokio::time::timeout(timeout, pending).await {
+            Err(_) => Outcome::Timeout,
+            Ok(Err(_)) => Outcome::Connect,
+            Ok(Ok(response)) => Outcome::Status(response.status().as_u16()),
         }
     }
 }
 
-/// Points a request at an upstream node: its authority, and its Host unless the client's is
+/// Bodies up to this size are kept, so a request can be sent to another node.
+const RESEND_BODY_LIMIT: u64 = 64 * 1024;
+
+/// One request to a balancer's nodes.
+struct Exchange<'a> {
+    backend: &'a HttpBackend,
+    balancer: &'a Balancer,
+    claim: Option<Claim>,
+    started: Instant,
+    deadline: Instant,
+    timeout: Duration,
+    upgrade: bool,
+}
+
+/// Methods that can be sent twice with the effect of once (RFC 9110 section 9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+fn full_body(bytes: Bytes) -> OutgoingBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn timed_out(timeout: Duration, started: Instant) -> Failure {
+    Failure {
+        error: GatewayError::GatewayTimeout,
+        cause: format!("no response head within {} s", timeout.as_secs()),
+        upstream_time: started.elapsed(),
+    }
+}
+
+/// Maps a failed backend exchange to the client's error.
+fn failed(error: &hyper_util::client::legacy::Error, started: Instant) -> Failure {
+    let gateway_error = if is_length_limit(error) {
+        GatewayError::BodyTooLarge
+    } else if guard::is_denied(error) {
+        GatewayError::EndpointIpNotAllowed
+    } else if is_request_body_error(error) {
+        GatewayError::BadRequestBody
+    } else {
+        GatewayError::BadGateway
+    };
+    Failure {
+        error: gateway_error,
+        cause: describe(error),
+        upstream_time: started.elapsed(),
+    }
+}
+
+/// Maps a failure to read the client's body to the client's error.
+fn body_failed(
+    error: &(dyn std::error::Error + Send + Sync + 'static),
+    started: Instant,
+) -> Failure {
+    let error: &(dyn std::error::Error + 'static) = error;
+    Failure {
+        error: if is_length_limit(error) {
+            GatewayError::BodyTooLarge
+        } else {
+            GatewayError::BadRequestBody
+        },
+        cause: describe(error),
+        upstream_time: started.elapsed(),
+    }
+}
+
+fn answer(mut response: Response<Incoming>, upgrade: bool, started: Instant) -> Answer {
+    let upstream_addr = response
+        .extensions()
+        .get::<HttpInfo>()
+        .map(HttpInfo::remote_addr);
+    // A 101 keeps its `Upgrade` and `Connection`: they are the handshake's answer.
+    if !(upgrade && response.status() == http::StatusCode::SWITCHING_PROTOCOLS) {
+        remove_hop_by_hop(response.headers_mut());
+    }
+    Answer {
+        response,
+        upstream_addr,
+        upstream_time: started.elapsed(),
+    }
+}
+
+/// Points a request at a node: its authority, and its Host unless the client's is
 /// forwarded.
-fn retarget(request: &mut Request<OutgoingBody>, backend: &HttpBackend, node: &UpstreamNode) {
+fn retarget(request: &mut Request<OutgoingBody>, backend: &HttpBackend, node: &Node) {
     let mut parts = std::mem::take(request.uri_mut()).into_parts();
     parts.authority = Some(node.authority.clone());
     if let Ok(uri) = Uri::from_parts(parts) {
@@ -353,9 +562,9 @@ fn retarget(request: &mut Request<OutgoingBody>, backend: &HttpBackend, node: &U
     }
 }
 
-/// Copies a request without a body, to send it again.
-fn copy_request(request: &Request<OutgoingBody>) -> Request<OutgoingBody> {
-    let mut copy = Request::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
+/// Copies a request with a kept body, to send it again.
+fn copy_request(request: &Request<OutgoingBody>, body: Bytes) -> Request<OutgoingBody> {
+    let mut copy = Request::new(full_body(body));
     *copy.method_mut() = request.method().clone();
     *copy.uri_mut() = request.uri().clone();
     *copy.version_mut() = request.version();

@@ -231,13 +231,14 @@ fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
         take("key_pair_auth").and_then(|v| deserialize_at(v, "key_pair_auth", report));
     let counters = take("counters").and_then(|v| deserialize_at(v, "counters", report));
     let upstreams = take("upstreams").and_then(|v| deserialize_at(v, "upstreams", report));
+    let registry = take("registry").and_then(|v| deserialize_at(v, "registry", report));
     for (key, _) in root {
         let key = serde_norway::to_string(&key).unwrap_or_default();
         report.push(
             "",
             format!(
                 "unknown key `{}`, expected `server`, `services`, `key_pairs`, `usage_plans`, \
-                 `key_pair_auth`, `counters` or `upstreams`",
+                 `key_pair_auth`, `counters`, `upstreams` or `registry`",
                 key.trim()
             ),
         );
@@ -250,6 +251,7 @@ fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
         key_pair_auth: key_pair_auth.unwrap_or_default(),
         counters: counters.unwrap_or_default(),
         upstreams: upstreams.unwrap_or_default(),
+        registry: registry.unwrap_or_default(),
     })
 }
 

@@ -51,9 +51,13 @@ pub struct Config {
     /// The store of rate-limit windows and used quota.
     #[serde(default)]
     pub counters: CountersConfig,
-    /// Named groups of backend nodes that HTTP backends can use instead of one URL.
+    /// Named groups of backend nodes that HTTP and WebSocket backends can use instead of one
+    /// URL.
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
+    /// Where microservice backends find the instances of their microservices.
+    #[serde(default)]
+    pub registry: RegistryConfig,
 }
 
 /// A named group of backend nodes, balanced by weighted round robin.
@@ -64,19 +68,38 @@ pub struct UpstreamConfig {
     pub id: String,
     /// The nodes (at most 200).
     pub nodes: Vec<UpstreamNodeConfig>,
-    /// How many other nodes a request without a body tries when a node refuses the
-    /// connection: 0 to 100, 3 by default, as the product's upstreams. Requests with a body
-    /// are not sent again.
+    /// The scheme of active health checks, and of backends that name this upstream without
+    /// a `url`.
+    #[serde(default)]
+    pub scheme: BackendScheme,
+    /// How many other nodes a request tries when a node fails: 0 to 100, 3 by default, as
+    /// the product's upstreams. A request is sent again only if its body was not sent yet,
+    /// or if its method is idempotent and its body was small enough to keep (64 KiB).
     #[serde(default = "default_upstream_retries")]
     pub retries: usize,
+    /// Session stickiness: requests of one client go to the same node while it is up.
+    #[serde(default)]
+    pub sticky: Option<StickyConfig>,
+    /// Passive and active health checks.
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// The scheme of an upstream's or a microservice's nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendScheme {
+    #[default]
+    Http,
+    Https,
 }
 
 fn default_upstream_retries() -> usize {
     3
 }
 
-/// One node of an upstream.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+/// One node of an upstream, or one instance of a microservice.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamNodeConfig {
     /// Host name or IP address.
@@ -89,6 +112,182 @@ pub struct UpstreamNodeConfig {
 
 fn default_node_weight() -> u32 {
     10
+}
+
+/// Session stickiness, by a cookie the gateway sets or by a header the client sends.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StickyConfig {
+    /// The name of a cookie the gateway sets to the node that served the client. Give
+    /// `cookie` or `header`, not both.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// A request header whose value keys the client, such as a user id or a session header.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// How long a client stays on its node, in seconds: the cookie's `Max-Age`, or the time
+    /// since a header value was last seen. 1800 by default.
+    #[serde(default = "default_sticky_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_sticky_timeout() -> u64 {
+    1800
+}
+
+/// Health checks, with the product's names and defaults.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Probes every node with an HTTP GET on a schedule.
+    #[serde(default)]
+    pub enable_active_check: bool,
+    /// Watches real requests: consecutive failures take a node out.
+    #[serde(default)]
+    pub enable_passive_check: bool,
+    /// Statuses an active check counts as healthy; any other status is a failure.
+    #[serde(default = "default_healthy_status")]
+    pub healthy_http_status: Vec<u16>,
+    /// Statuses a real response counts as a failure in passive checks.
+    #[serde(default = "default_unhealthy_status")]
+    pub unhealthy_http_status: Vec<u16>,
+    /// Consecutive failed statuses that take a node out: 0 to 254, 0 never does.
+    #[serde(default = "default_http_failures")]
+    pub http_failure_threshold: u32,
+    /// Consecutive connection failures that take a node out: 0 to 254, 0 never does.
+    #[serde(default = "default_tcp_failures")]
+    pub tcp_failure_threshold: u32,
+    /// Consecutive timeouts that take a node out: 0 to 254, 0 never does.
+    #[serde(default = "default_timeouts")]
+    pub timeout_threshold: u32,
+    /// Consecutive healthy active checks that bring a node back: 1 to 254.
+    #[serde(default = "default_healthy_successes")]
+    pub healthy_threshold: u32,
+    /// The path active checks request.
+    #[serde(default = "default_check_path")]
+    pub active_check_http_path: String,
+    /// Seconds between active checks of a node.
+    #[serde(default = "default_check_interval")]
+    pub active_check_interval_secs: u64,
+    /// Seconds an active check waits for the response head.
+    #[serde(default = "default_check_timeout")]
+    pub active_check_timeout_secs: u64,
+    /// Seconds a node taken out by passive checks stays out before it is tried again.
+    #[serde(default = "default_unhealthy_timeout")]
+    pub unhealthy_timeout_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> HealthConfig {
+        HealthConfig {
+            enable_active_check: false,
+            enable_passive_check: false,
+            healthy_http_status: default_healthy_status(),
+            unhealthy_http_status: default_unhealthy_status(),
+            http_failure_threshold: default_http_failures(),
+            tcp_failure_threshold: default_tcp_failures(),
+            timeout_threshold: default_timeouts(),
+            healthy_threshold: default_healthy_successes(),
+            active_check_http_path: default_check_path(),
+            active_check_interval_secs: default_check_interval(),
+            active_check_timeout_secs: default_check_timeout(),
+            unhealthy_timeout_secs: default_unhealthy_timeout(),
+        }
+    }
+}
+
+fn default_healthy_status() -> Vec<u16> {
+    vec![200, 302]
+}
+fn default_unhealthy_status() -> Vec<u16> {
+    vec![500, 502, 503, 504]
+}
+fn default_http_failures() -> u32 {
+    5
+}
+fn default_tcp_failures() -> u32 {
+    2
+}
+fn default_timeouts() -> u32 {
+    3
+}
+fn default_healthy_successes() -> u32 {
+    2
+}
+fn default_check_path() -> String {
+    "/".to_string()
+}
+fn default_check_interval() -> u64 {
+    5
+}
+fn default_check_timeout() -> u64 {
+    5
+}
+fn default_unhealthy_timeout() -> u64 {
+    30
+}
+
+/// The registry of microservice instances.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RegistryConfig {
+    /// Instances listed here; a reload applies changes.
+    Static {
+        #[serde(default)]
+        services: Vec<StaticMicroserviceConfig>,
+    },
+    /// Instances registered in etcd under `{prefix}{namespace}/{service}/{instance}`, each
+    /// key bound to a lease and holding `{"host": ..., "port": ..., "weight": ...}`.
+    Etcd(EtcdRegistryConfig),
+}
+
+impl Default for RegistryConfig {
+    fn default() -> RegistryConfig {
+        RegistryConfig::Static {
+            services: Vec::new(),
+        }
+    }
+}
+
+/// A microservice and its instances, in the static registry.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticMicroserviceConfig {
+    /// The namespace code callers send in `X-NameSpace-Code`.
+    pub namespace: String,
+    /// The microservice name callers send in `X-MicroService-Name`.
+    pub name: String,
+    pub instances: Vec<UpstreamNodeConfig>,
+}
+
+/// The etcd cluster that holds microservice instances.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdRegistryConfig {
+    /// Client endpoints, such as `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// The key prefix instances are registered under; it ends with `/`.
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+    /// Seconds to wait for a connection to an endpoint.
+    #[serde(default = "default_etcd_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// User name, when the cluster has authentication on.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretValue>,
+}
+
+/// The default etcd key prefix of microservice instances.
+pub const DEFAULT_ETCD_PREFIX: &str = "/tollgate/microservices/";
+
+fn default_etcd_prefix() -> String {
+    DEFAULT_ETCD_PREFIX.to_string()
+}
+
+fn default_etcd_connect_timeout() -> u64 {
+    3
 }
 
 /// Default time an `X-Date` may differ from the gateway's clock, in seconds: the product's 15
@@ -846,6 +1045,62 @@ pub enum BackendConfig {
     Http(HttpBackendConfig),
     /// A fixed response from configuration, without a backend.
     Mock(MockBackendConfig),
+    /// A microservice the caller names, served by its instances in the registry.
+    Microservice(MicroserviceBackendConfig),
+}
+
+/// A microservice backend: the caller names the microservice by `X-NameSpace-Code` and
+/// `X-MicroService-Name`, read from the request where the API says.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MicroserviceBackendConfig {
+    /// Where the namespace code is read: `method.req.{header|query|path}.{name}`, such as
+    /// `method.req.path.X-NameSpace-Code` for a frontend path `/{X-NameSpace-Code}/...`.
+    #[serde(default)]
+    pub namespace_location: Option<String>,
+    /// Where the microservice name is read, in the same form.
+    #[serde(default)]
+    pub service_location: Option<String>,
+    /// The microservices this API may reach.
+    #[serde(default)]
+    pub microservices: Vec<MicroserviceRef>,
+    /// `http` (the default) or `https`.
+    #[serde(default)]
+    pub scheme: BackendScheme,
+    /// Backend path, as for HTTP backends.
+    #[serde(default)]
+    pub path: String,
+    /// The rule for an empty backend path.
+    #[serde(default)]
+    pub empty_path: EmptyPathRule,
+    /// Backend method; the client's method when absent.
+    #[serde(default)]
+    pub method: Option<ApiMethod>,
+    /// The Host header the instance receives: its own address, or the client's Host.
+    #[serde(default)]
+    pub host_header: HostHeader,
+    /// Headers added to every backend request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, SecretValue>,
+    /// How many other instances a request tries when an instance fails: 0 to 100, 3 by default, as
+    /// the product's upstreams. A request is sent again only if its body was not sent yet,
+    /// or if its method is idempotent and its body was small enough to keep (64 KiB).
+    #[serde(default = "default_upstream_retries")]
+    pub retries: usize,
+    /// Session stickiness: requests of one client go to the same instance while it is up.
+    #[serde(default)]
+    pub sticky: Option<StickyConfig>,
+    /// Passive and active health checks.
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// A microservice by namespace code and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MicroserviceRef {
+    pub namespace: String,
+    pub name: String,
 }
 
 /// An HTTP backend.

@@ -90,26 +90,18 @@ fn validate_upstreams(config: &Config, report: &mut Report) {
                 "every node has weight 0, so no request could be served",
             );
         }
-        if upstream.retries > 100 {
-            report.push(format!("{path}.retries"), "retries are 0 to 100");
-        }
+        validate_balance(
+            upstream.retries,
+            upstream.sticky.as_ref(),
+            &upstream.health,
+            &path,
+            report,
+        );
         for (node_index, node) in upstream.nodes.iter().enumerate() {
-            let node_path = format!("{path}.nodes[{node_index}]");
-            if node.weight > 100 {
-                report.push(
-                    format!("{node_path}.weight"),
-                    format!("{} is out of range: weights are 0 to 100", node.weight),
-                );
-            }
-            let host_ok = node.host.parse::<std::net::IpAddr>().is_ok() || is_host_name(&node.host);
-            if !host_ok {
-                report.push(
-                    format!("{node_path}.host"),
-                    format!("`{}` is not a host name or IP address", node.host),
-                );
-            }
+            validate_node(node, &format!("{path}.nodes[{node_index}]"), report);
         }
     }
+    validate_registry(&config.registry, report);
     let known: HashSet<&str> = config.upstreams.iter().map(|u| u.id.as_str()).collect();
     for (service_index, service) in config.services.iter().enumerate() {
         for (api_index, api) in service.apis.iter().enumerate() {
@@ -125,6 +117,221 @@ fn validate_upstreams(config: &Config, report: &mut Report) {
                             format!("no upstream has the id `{id}`"),
                         );
                     }
+                }
+            }
+        }
+    }
+}
+
+fn validate_node(node: &UpstreamNodeConfig, path: &str, report: &mut Report) {
+    if node.weight > 100 {
+        report.push(
+            format!("{path}.weight"),
+            format!("{} is out of range: weights are 0 to 100", node.weight),
+        );
+    }
+    let host_ok = node.host.parse::<std::net::IpAddr>().is_ok() || is_host_name(&node.host);
+    if !host_ok {
+        report.push(
+            format!("{path}.host"),
+            format!("`{}` is not a host name or IP address", node.host),
+        );
+    }
+}
+
+/// Checks the retries, stickiness and health settings of an upstream or a microservice
+/// backend at `path`.
+fn validate_balance(
+    retries: usize,
+    sticky: Option<&StickyConfig>,
+    health: &HealthConfig,
+    path: &str,
+    report: &mut Report,
+) {
+    if retries > 100 {
+        report.push(format!("{path}.retries"), "retries are 0 to 100");
+    }
+    if let Some(sticky) = sticky {
+        let sticky_path = format!("{path}.sticky");
+        match (&sticky.cookie, &sticky.header) {
+            (Some(_), Some(_)) | (None, None) => report.push(
+                &sticky_path,
+                "give `cookie` (a cookie the gateway sets) or `header` (a header the client \
+                 sends), not both",
+            ),
+            (Some(cookie), None) => {
+                let valid = !cookie.is_empty()
+                    && cookie
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                if !valid {
+                    report.push(
+                        format!("{sticky_path}.cookie"),
+                        format!("`{cookie}` is not a cookie name: use letters, digits, `-`, `_` and `.`"),
+                    );
+                }
+            }
+            (None, Some(header)) => {
+                if HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    report.push(
+                        format!("{sticky_path}.header"),
+                        format!("`{header}` is not a valid header name"),
+                    );
+                }
+            }
+        }
+        if sticky.timeout_secs == 0 {
+            report.push(
+                format!("{sticky_path}.timeout_secs"),
+                "the stickiness timeout is at least 1 second",
+            );
+        }
+    }
+    let health_path = format!("{path}.health");
+    for (name, value) in [
+        ("http_failure_threshold", health.http_failure_threshold),
+        ("tcp_failure_threshold", health.tcp_failure_threshold),
+        ("timeout_threshold", health.timeout_threshold),
+    ] {
+        if value > 254 {
+            report.push(
+                format!("{health_path}.{name}"),
+                format!("{value} is out of range: 0 to 254, where 0 turns this count off"),
+            );
+        }
+    }
+    if !(1..=254).contains(&health.healthy_threshold) {
+        report.push(
+            format!("{health_path}.healthy_threshold"),
+            format!("{} is out of range: 1 to 254", health.healthy_threshold),
+        );
+    }
+    for (name, statuses) in [
+        ("healthy_http_status", &health.healthy_http_status),
+        ("unhealthy_http_status", &health.unhealthy_http_status),
+    ] {
+        if let Some(status) = statuses.iter().find(|s| !(100..=599).contains(*s)) {
+            report.push(
+                format!("{health_path}.{name}"),
+                format!("{status} is not an HTTP status (100 to 599)"),
+            );
+        }
+    }
+    if health.enable_active_check && health.healthy_http_status.is_empty() {
+        report.push(
+            format!("{health_path}.healthy_http_status"),
+            "active checks need at least one healthy status",
+        );
+    }
+    let check_path_ok = health.active_check_http_path.starts_with('/')
+        && health
+            .active_check_http_path
+            .parse::<PathAndQuery>()
+            .is_ok_and(|parsed| parsed.as_str() == health.active_check_http_path);
+    if !check_path_ok {
+        report.push(
+            format!("{health_path}.active_check_http_path"),
+            format!(
+                "`{}` is not a URL path starting with `/`",
+                health.active_check_http_path
+            ),
+        );
+    }
+    for (name, value) in [
+        (
+            "active_check_interval_secs",
+            health.active_check_interval_secs,
+        ),
+        (
+            "active_check_timeout_secs",
+            health.active_check_timeout_secs,
+        ),
+    ] {
+        if !(1..=300).contains(&value) {
+            report.push(
+                format!("{health_path}.{name}"),
+                format!("{value} is out of range: 1 to 300 seconds"),
+            );
+        }
+    }
+    if health.unhealthy_timeout_secs == 0 || health.unhealthy_timeout_secs > 86_400 {
+        report.push(
+            format!("{health_path}.unhealthy_timeout_secs"),
+            format!(
+                "{} is out of range: 1 to 86400 seconds",
+                health.unhealthy_timeout_secs
+            ),
+        );
+    }
+}
+
+fn validate_registry(registry: &RegistryConfig, report: &mut Report) {
+    match registry {
+        RegistryConfig::Static { services } => {
+            let mut seen = HashSet::new();
+            for (index, service) in services.iter().enumerate() {
+                let path = format!("registry.services[{index}]");
+                if service.namespace.is_empty() || service.name.is_empty() {
+                    report.push(&path, "a microservice needs a `namespace` and a `name`");
+                }
+                if !seen.insert((&service.namespace, &service.name)) {
+                    report.push(
+                        &path,
+                        format!(
+                            "the microservice `{}/{}` is listed twice",
+                            service.namespace, service.name
+                        ),
+                    );
+                }
+                for (node_index, node) in service.instances.iter().enumerate() {
+                    validate_node(node, &format!("{path}.instances[{node_index}]"), report);
+                }
+            }
+        }
+        RegistryConfig::Etcd(etcd) => {
+            if cfg!(not(feature = "etcd")) {
+                report.push(
+                    "registry.type",
+                    "this build has no etcd registry: build Tollgate with `--features etcd`",
+                );
+            }
+            if etcd.endpoints.is_empty() {
+                report.push(
+                    "registry.endpoints",
+                    "give at least one etcd endpoint, such as `http://127.0.0.1:2379`",
+                );
+            }
+            for (index, endpoint) in etcd.endpoints.iter().enumerate() {
+                let ok = endpoint.parse::<Uri>().is_ok_and(|uri| {
+                    uri.host().is_some() && uri.path_and_query().is_none_or(|pq| pq.as_str() == "/")
+                });
+                if !ok {
+                    report.push(
+                        format!("registry.endpoints[{index}]"),
+                        format!(
+                            "`{endpoint}` is not an etcd endpoint such as `http://127.0.0.1:2379`"
+                        ),
+                    );
+                }
+            }
+            if !etcd.prefix.starts_with('/') || !etcd.prefix.ends_with('/') {
+                report.push(
+                    "registry.prefix",
+                    format!("`{}` must start and end with `/`", etcd.prefix),
+                );
+            }
+            if etcd.connect_timeout_secs == 0 {
+                report.push(
+                    "registry.connect_timeout_secs",
+                    "the timeout is at least 1 second",
+                );
+            }
+            if etcd.password.is_some() && etcd.username.is_none() {
+                report.push("registry.password", "a password needs a `username`");
+            }
+            if let Some(password) = &etcd.password {
+                if let Err(message) = resolve_secret(password) {
+                    report.push("registry.password", message);
                 }
             }
         }
@@ -636,6 +843,35 @@ fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<Path
             )
         }
         BackendConfig::Mock(mock) => validate_mock(mock, &format!("{path}.backend"), report),
+        BackendConfig::Microservice(micro) => {
+            let backend_path = format!("{path}.backend");
+            if api.protocol == ApiProtocol::Websocket {
+                report.push(
+                    format!("{backend_path}.type"),
+                    "microservice backends serve HTTP and HTTPS APIs, not WebSocket",
+                );
+            }
+            validate_balance(
+                micro.retries,
+                micro.sticky.as_ref(),
+                &micro.health,
+                &backend_path,
+                report,
+            );
+            // The path, method and headers are checked as an HTTP backend's are.
+            let as_http = HttpBackendConfig {
+                url: "http://microservice".to_string(),
+                upstream: None,
+                path: micro.path.clone(),
+                empty_path: micro.empty_path,
+                method: micro.method,
+                host_header: micro.host_header,
+                headers: micro.headers.clone(),
+                ca_file: None,
+                http2: false,
+            };
+            validate_http_backend(&as_http, false, variables, &backend_path, report);
+        }
     }
     pattern
 }
@@ -769,24 +1005,29 @@ fn validate_http_backend(
     path: &str,
     report: &mut Report,
 ) {
-    if backend.upstream.is_some() {
-        if !matches!(backend.url.as_str(), "" | "http://" | "https://") {
-            report.push(
-                format!("{path}.url"),
-                "with `upstream`, `url` is left out or gives the scheme only (`https://`)",
-            );
-        }
-        if websocket {
-            report.push(
-                format!("{path}.upstream"),
-                "this version reaches WebSocket backends by `url` only",
-            );
-        }
-    }
-    let url_check = if backend.upstream.is_some() {
-        Ok(Uri::from_static("http://upstream"))
+    let scheme_only: [&str; 2] = if websocket {
+        ["ws://", "wss://"]
     } else {
-        backend.url.parse::<Uri>()
+        ["http://", "https://"]
+    };
+    if backend.upstream.is_some()
+        && !backend.url.is_empty()
+        && !scheme_only.contains(&backend.url.as_str())
+    {
+        report.push(
+            format!("{path}.url"),
+            format!(
+                "with `upstream`, `url` is left out or gives the scheme only (`{}`)",
+                scheme_only[1]
+            ),
+        );
+    }
+    let url_check = match &backend.upstream {
+        Some(_) if scheme_only.contains(&backend.url.as_str()) => {
+            format!("{}upstream", backend.url).parse::<Uri>()
+        }
+        Some(_) => format!("{}upstream", scheme_only[0]).parse::<Uri>(),
+        None => backend.url.parse::<Uri>(),
     };
     match url_check {
         Err(error) => report.push(

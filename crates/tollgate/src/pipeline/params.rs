@@ -140,7 +140,7 @@ fn required(parameter: &Parameter) -> GatewayError {
 }
 
 /// Parses a query string into decoded pairs; a key without `=` has an empty value.
-fn parse_query(query: &str) -> Result<Vec<(String, String)>, GatewayError> {
+pub(super) fn parse_query(query: &str) -> Result<Vec<(String, String)>, GatewayError> {
     decode_pairs(query).ok_or(GatewayError::QueryParams)
 }
 

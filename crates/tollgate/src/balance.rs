@@ -1,0 +1,270 @@
+//! Load balancing over backend nodes, for upstreams and for the instances of microservices.
+//!
+//! A [`Balancer`] holds its nodes behind an atomic pointer, so a registry update swaps the
+//! whole set while requests keep picking from the one they loaded. Nodes are chosen by smooth
+//! weighted round robin: over many requests each node gets its share of the weights, spread
+//! evenly rather than in runs. Weight 0 takes a node out; so does its health (see
+//! [`health`]); session stickiness (see [`sticky`]) sends a client back to its node while
+//! that node is up.
+
+pub mod health;
+pub mod sticky;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::HeaderValue;
+use http::uri::{Authority, Scheme};
+use sha2::{Digest, Sha256};
+
+use crate::config::{self, UpstreamNodeConfig};
+use crate::discovery::{Registry, ServiceKey};
+pub use health::{HealthPolicy, NodeHealth, Outcome};
+pub use sticky::Sticky;
+
+/// A backend node: an upstream's node or a microservice's instance.
+pub struct Node {
+    pub authority: Authority,
+    /// `host:port`, sent as Host unless the API sends the client's.
+    pub host_value: HeaderValue,
+    /// The node's address when it is given as an IP, for the address guard.
+    pub literal_ip: Option<IpAddr>,
+    pub weight: i64,
+    /// The node's value in the stickiness cookie: a digest of its address, the same on every
+    /// gateway and across reloads, which tells nothing about the network behind it.
+    pub token: String,
+    pub health: NodeHealth,
+}
+
+impl Node {
+    pub fn new(spec: &UpstreamNodeConfig) -> anyhow::Result<Node> {
+        let host = if spec.host.contains(':') {
+            format!("[{}]", spec.host)
+        } else {
+            spec.host.clone()
+        };
+        let authority: Authority = format!("{host}:{}", spec.port).parse()?;
+        let digest = Sha256::digest(authority.as_str().as_bytes());
+        let token = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Node {
+            literal_ip: spec.host.parse().ok(),
+            host_value: HeaderValue::from_str(authority.as_str())?,
+            authority,
+            weight: i64::from(spec.weight),
+            token,
+            health: NodeHealth::default(),
+        })
+    }
+
+    fn same_as(&self, other: &Node) -> bool {
+        self.authority == other.authority && self.weight == other.weight
+    }
+}
+
+/// The nodes a balancer chooses from at one moment.
+pub struct NodeSet {
+    pub nodes: Vec<Arc<Node>>,
+    /// The running weights of the round robin, one per node.
+    current: Mutex<Vec<i64>>,
+}
+
+impl NodeSet {
+    fn new(nodes: Vec<Arc<Node>>) -> NodeSet {
+        let current = Mutex::new(vec![0; nodes.len()]);
+        NodeSet { nodes, current }
+    }
+
+    /// True when no node has a weight: nothing could ever be chosen.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.iter().all(|node| node.weight == 0)
+    }
+
+    /// Returns the node for the next attempt: `preferred` when it is up and not tried yet,
+    /// otherwise the round robin's next among the nodes that are up and not in `tried`.
+    pub fn pick(
+        &self,
+        tried: &[usize],
+        preferred: Option<usize>,
+        balancer: &Balancer,
+        now: Instant,
+    ) -> Option<usize> {
+        let eligible = |index: usize| {
+            let node = &self.nodes[index];
+            node.weight > 0 && !tried.contains(&index) && balancer.is_up(node, now)
+        };
+        if let Some(index) = preferred.filter(|&index| eligible(index)) {
+            return Some(index);
+        }
+        let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| eligible(i)).collect();
+        let total: i64 = up.iter().map(|&index| self.nodes[index].weight).sum();
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut best: Option<usize> = None;
+        for &index in &up {
+            current[index] += self.nodes[index].weight;
+            if best.is_none_or(|best| current[index] > current[best]) {
+                best = Some(index);
+            }
+        }
+        let best = best?;
+        current[best] -= total;
+        Some(best)
+    }
+}
+
+/// A group of nodes with its balancing, stickiness and health settings.
+pub struct Balancer {
+    /// Names the group in logs: "upstream `shop`", "microservice `crgt/coupon`".
+    pub label: String,
+    /// How many other nodes a failed request may try.
+    pub retries: usize,
+    pub health: HealthPolicy,
+    pub sticky: Option<Sticky>,
+    /// The scheme of active checks.
+    pub check_scheme: Scheme,
+    /// The registry entry the nodes come from; `None` for an upstream's fixed nodes.
+    pub registry_key: Option<ServiceKey>,
+    nodes: ArcSwap<NodeSet>,
+    /// The registry generation `nodes` was built from.
+    generation: AtomicU64,
+    /// Serializes rebuilds of `nodes`.
+    rebuild: Mutex<()>,
+}
+
+/// Settings shared by upstreams and microservice backends.
+pub struct BalanceSettings<'a> {
+    pub retries: usize,
+    pub sticky: Option<&'a config::StickyConfig>,
+    pub health: &'a config::HealthConfig,
+    pub scheme: config::BackendScheme,
+}
+
+impl Balancer {
+    pub fn new(
+        label: String,
+        settings: BalanceSettings<'_>,
+        nodes: Vec<Node>,
+        registry_key: Option<ServiceKey>,
+    ) -> anyhow::Result<Balancer> {
+        let sticky = settings.sticky.map(Sticky::new).transpose()?;
+        Ok(Balancer {
+            label,
+            retries: settings.retries,
+            health: HealthPolicy::new(settings.health),
+            sticky,
+            check_scheme: match settings.scheme {
+                config::BackendScheme::Http => Scheme::HTTP,
+                config::BackendScheme::Https => Scheme::HTTPS,
+            },
+            registry_key,
+            nodes: ArcSwap::from_pointee(NodeSet::new(nodes.into_iter().map(Arc::new).collect())),
+            generation: AtomicU64::new(0),
+            rebuild: Mutex::new(()),
+        })
+    }
+
+    /// The nodes to choose from now.
+    pub fn nodes(&self) -> Arc<NodeSet> {
+        self.nodes.load_full()
+    }
+
+    /// Brings a microservice's nodes up to date with its registry entry. Nodes whose
+    /// address and weight did not change keep their health.
+    pub fn sync(&self, registry: &Registry) {
+        let Some(key) = &self.registry_key else {
+            return;
+        };
+        let entry = registry.get(key);
+        let generation = entry.as_ref().map_or(0, |entry| entry.generation);
+        if generation == self.generation.load(Ordering::Acquire) {
+            return;
+        }
+        let _rebuilding = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        if generation == self.generation.load(Ordering::Acquire) {
+            return;
+        }
+        let fresh: Vec<Node> = entry
+            .iter()
+            .flat_map(|entry| entry.instances.iter())
+            .filter_map(|spec| match Node::new(spec) {
+                Ok(node) => Some(node),
+                Err(error) => {
+                    tracing::warn!(
+                        balancer = %self.label, host = %spec.host, port = spec.port, %error,
+                        "a registered instance has an address that cannot be used; it is left out"
+                    );
+                    None
+                }
+            })
+            .collect();
+        let before = self.nodes.load().nodes.len();
+        self.replace_nodes(fresh);
+        self.generation.store(generation, Ordering::Release);
+        let after = self.nodes.load().nodes.len();
+        tracing::info!(balancer = %self.label, before, after, "instances changed");
+    }
+
+    /// Takes over the health of `old`'s nodes, for the nodes both have: a reload does not
+    /// bring back a node that was out. A microservice takes over its instances as well.
+    pub fn inherit(&self, old: &Balancer) {
+        if self.registry_key.is_some() {
+            if self.registry_key == old.registry_key {
+                self.nodes.store(old.nodes.load_full());
+                self.generation
+                    .store(old.generation.load(Ordering::Acquire), Ordering::Release);
+            }
+            return;
+        }
+        let old_nodes = old.nodes.load_full();
+        let mine = self.nodes.load_full();
+        let nodes = mine
+            .nodes
+            .iter()
+            .map(|node| {
+                old_nodes
+                    .nodes
+                    .iter()
+                    .find(|old| old.same_as(node))
+                    .cloned()
+                    .unwrap_or_else(|| node.clone())
+            })
+            .collect();
+        self.nodes.store(Arc::new(NodeSet::new(nodes)));
+    }
+
+    fn replace_nodes(&self, fresh: Vec<Node>) {
+        let current = self.nodes.load_full();
+        let nodes = fresh
+            .into_iter()
+            .map(|node| {
+                current
+                    .nodes
+                    .iter()
+                    .find(|old| old.same_as(&node))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(node))
+            })
+            .collect();
+        self.nodes.store(Arc::new(NodeSet::new(nodes)));
+    }
+
+    /// True when the node may take requests now.
+    pub fn is_up(&self, node: &Node, now: Instant) -> bool {
+        node.health.is_up(now, || {
+            tracing::info!(
+                balancer = %self.label, node = %node.authority,
+                "node back in after the unhealthy timeout"
+            );
+        })
+    }
+
+    /// Counts the outcome of a real request in the node's passive health.
+    pub fn report(&self, node: &Node, outcome: Outcome, now: Instant) {
+        if self.health.passive {
+            self.health
+                .record_passive(&node.health, outcome, now, &self.label, &node.authority);
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Session stickiness: a client goes back to the node that served it while that node is up.
+//!
+//! By cookie, the gateway names the node in a cookie (`Max-Age` is the timeout) and the
+//! client's browser or HTTP library sends it back. By header, the gateway keeps a table from
+//! a digest of the header's value to the node, and an entry lapses when the value has not
+//! been seen for the timeout. A client whose node is out, weight 0 or gone goes to the round
+//! robin's next node and sticks to that one instead.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
+
+use crate::config::StickyConfig;
+
+/// The most header values the table keeps; past it, expired entries are dropped, and new
+/// clients are balanced without stickiness until there is room.
+const MAX_ENTRIES: usize = 100_000;
+
+pub struct Sticky {
+    by: By,
+    timeout: Duration,
+    /// Header digests to node tokens and the time each was last used.
+    table: Mutex<HashMap<u64, (String, Instant)>>,
+}
+
+enum By {
+    Cookie(String),
+    Header(HeaderName),
+}
+
+/// What a request carries for stickiness.
+pub enum Claim {
+    /// The cookie's node token, if the request had the cookie.
+    Cookie(Option<String>),
+    /// The digest of the header's value.
+    Header(u64),
+    /// No header: the request is balanced without stickiness.
+    None,
+}
+
+impl Sticky {
+    pub fn new(config: &StickyConfig) -> anyhow::Result<Sticky> {
+        let by = match (&config.cookie, &config.header) {
+            (Some(cookie), None) => By::Cookie(cookie.clone()),
+            (None, Some(header)) => By::Header(HeaderName::from_bytes(header.as_bytes())?),
+            _ => bail!("stickiness needs `cookie` or `header`, not both"),
+        };
+        Ok(Sticky {
+            by,
+            timeout: Duration::from_secs(config.timeout_secs),
+            table: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Reads the request's claim.
+    pub fn claim(&self, headers: &HeaderMap) -> Claim {
+        match &self.by {
+            By::Cookie(name) => Claim::Cookie(find_cookie(headers, name)),
+            By::Header(name) => match headers.get(name) {
+                Some(value) => {
+                    let mut hasher = DefaultHasher::new();
+                    value.as_bytes().hash(&mut hasher);
+                    Claim::Header(hasher.finish())
+                }
+                None => Claim::None,
+            },
+        }
+    }
+
+    /// The token of the node a claim points to, if it still holds.
+    pub fn token(&self, claim: &Claim, now: Instant) -> Option<String> {
+        match claim {
+            Claim::Cookie(token) => token.clone(),
+            Claim::Header(digest) => {
+                let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+                table
+                    .get(digest)
+                    .filter(|(_, used)| now.duration_since(*used) < self.timeout)
+                    .map(|(token, _)| token.clone())
+            }
+            Claim::None => None,
+        }
+    }
+
+    /// Binds the claim to the node that was chosen. Returns the `Set-Cookie` value to send
+    /// when the client's cookie does not name that node yet.
+    pub fn bind(&self, claim: &Claim, token: &str, now: Instant) -> Option<HeaderValue> {
+        match claim {
+            Claim::Cookie(held) if held.as_deref() == Some(token) => None,
+            Claim::Cookie(_) => {
+                let By::Cookie(name) = &self.by else {
+                    return None;
+                };
+                HeaderValue::from_str(&format!(
+                    "{name}={token}; Path=/; Max-Age={}; HttpOnly",
+                    self.timeout.as_secs()
+                ))
+                .ok()
+            }
+            Claim::Header(digest) => {
+                let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+                if table.len() >= MAX_ENTRIES && !table.contains_key(digest) {
+                    let timeout = self.timeout;
+                    table.retain(|_, (_, used)| now.duration_since(*used) < timeout);
+                    if table.len() >= MAX_ENTRIES {
+                        return None;
+                    }
+                }
+                table.insert(*digest, (token.to_string(), now));
+                None
+            }
+            Claim::None => None,
+        }
+    }
+}
+
+/// Finds a cookie's value in the request's `Cookie` headers.
+fn find_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sticky(cookie: Option<&str>, header: Option<&str>) -> Sticky {
+        Sticky::new(&StickyConfig {
+            cookie: cookie.map(str::to_string),
+            header: header.map(str::to_string),
+            timeout_secs: 60,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_static("a=1; tg_node=abc ; b=2"));
+        assert_eq!(find_cookie(&headers, "tg_node").as_deref(), Some("abc"));
+        assert_eq!(find_cookie(&headers, "tg"), None);
+    }
+
+    #[test]
+    fn cookie_is_set_only_when_it_names_another_node() {
+        let sticky = sticky(Some("tg_node"), None);
+        let now = Instant::now();
+        let set = sticky.bind(&Claim::Cookie(None), "abc", now).unwrap();
+        assert_eq!(set, "tg_node=abc; Path=/; Max-Age=60; HttpOnly");
+        assert!(sticky
+            .bind(&Claim::Cookie(Some("abc".into())), "abc", now)
+            .is_none());
+        assert!(sticky
+            .bind(&Claim::Cookie(Some("old".into())), "abc", now)
+            .is_some());
+    }
+
+    #[test]
+    fn header_binding_lapses_after_the_timeout() {
+        let sticky = sticky(None, Some("x-user"));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user", HeaderValue::from_static("alice"));
+        let claim = sticky.claim(&headers);
+        let now = Instant::now();
+        assert_eq!(sticky.token(&claim, now), None);
+        sticky.bind(&claim, "abc", now);
+        assert_eq!(
+            sticky
+                .token(&claim, now + Duration::from_secs(59))
+                .as_deref(),
+            Some("abc")
+        );
+        assert_eq!(sticky.token(&claim, now + Duration::from_secs(61)), None);
+    }
+
+    #[test]
+    fn both_or_neither_is_an_error() {
+        let both = StickyConfig {
+            cookie: Some("a".into()),
+            header: Some("b".into()),
+            timeout_secs: 1,
+        };
+        assert!(Sticky::new(&both).is_err());
+    }
+}
