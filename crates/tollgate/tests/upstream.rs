@@ -1,19 +1,31 @@
-//! Upstreams over real sockets: weighted round robin, weight 0, and retries to another node
-//! when one refuses the connection.
+//! Upstreams over real sockets: weighted round robin, weight 0, stickiness, passive and active
+//! health checks, and retries to another node.
 
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use common::{client, closed_port, echoed_header, error_body, TestBackend, TestGateway};
+use common::process::GatewayProcess;
+use common::{client, closed_port, echoed_header, error_body, full, TestBackend, TestGateway};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use serde_json::Value;
 
 fn config(nodes: &str, retries: usize) -> String {
+    config_with(nodes, &format!("retries: {retries}"))
+}
+
+/// An upstream `shop` with `settings` (YAML lines at its level) behind one API.
+fn config_with(nodes: &str, settings: &str) -> String {
+    let settings = settings.replace('\n', "\n    ");
     format!(
         r#"
 upstreams:
   - id: shop
-    retries: {retries}
+    {settings}
     nodes: [{nodes}]
 services:
   - id: service-ups00001
@@ -95,14 +107,19 @@ async fn a_refused_connection_is_retried_on_another_node() {
         let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
         assert_eq!(status, 200, "{body}");
     }
-    // A request with a body is not sent twice: when the dead node is chosen, it fails.
-    let statuses: Vec<u16> = {
-        let mut statuses = Vec::new();
-        for _ in 0..4 {
-            statuses.push(call(&gateway, reqwest::Method::POST, "payload").await.0);
-        }
-        statuses
-    };
+    // A refused connection sent nothing, so a small body is sent again too.
+    for _ in 0..4 {
+        let (status, body) = call(&gateway, reqwest::Method::POST, "payload").await;
+        assert_eq!(status, 200, "{body}");
+        let echo: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(echo["body_len"], 7);
+    }
+    // A body over 64 KiB is not kept, so it cannot be sent again: the dead node's turns fail.
+    let large = "x".repeat(100 * 1024);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(call(&gateway, reqwest::Method::POST, &large).await.0);
+    }
     assert!(statuses.contains(&502), "{statuses:?}");
     assert!(statuses.contains(&200), "{statuses:?}");
 
@@ -129,4 +146,376 @@ async fn every_node_down_is_502() {
     let gateway = TestGateway::start(&config(&nodes, 3)).await;
     let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
     assert_eq!((status, body), (502, error_body("Bad Gateway.")));
+}
+
+fn nodes(backends: &[&TestBackend]) -> String {
+    backends
+        .iter()
+        .map(|backend| {
+            format!(
+                "{{ host: 127.0.0.1, port: {}, weight: 1 }}",
+                backend.addr.port()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The node that served a response, from the echoed Host header.
+fn served_by(body: &str) -> String {
+    let echo: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not an echo: {body}"));
+    echoed_header(&echo, "host").unwrap().to_string()
+}
+
+async fn call_headers(
+    gateway: &TestGateway,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut request = client()
+        .get(gateway.url("/release/x"))
+        .header("host", "ups.example.com");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+/// A backend whose `/health` answers with a status the test sets, and that echoes the rest.
+async fn health_backend(status: Arc<AtomicU16>) -> TestBackend {
+    TestBackend::start(move |request: Request<Incoming>| {
+        let status = status.clone();
+        async move {
+            if request.uri().path() == "/health" {
+                let mut response = Response::new(full("health"));
+                *response.status_mut() =
+                    hyper::StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
+                response
+            } else {
+                common::echo(request).await
+            }
+        }
+    })
+    .await
+}
+
+/// A backend that answers every request with a 500.
+async fn failing_backend() -> TestBackend {
+    TestBackend::start(|_request: Request<Incoming>| async move {
+        let mut response = Response::new(full("broken"));
+        *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+        response
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_sticky_cookie_keeps_a_client_on_its_node() {
+    let backends = [
+        TestBackend::echo().await,
+        TestBackend::echo().await,
+        TestBackend::echo().await,
+    ];
+    let nodes = nodes(&[&backends[0], &backends[1], &backends[2]]);
+    let gateway = TestGateway::start(&config_with(
+        &nodes,
+        "sticky: { cookie: tg_node, timeout_secs: 60 }",
+    ))
+    .await;
+
+    let (status, headers, body) = call_headers(&gateway, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let first = served_by(&body);
+    let set_cookie = headers["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set_cookie.starts_with("tg_node=") && set_cookie.contains("Max-Age=60"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    for _ in 0..10 {
+        let (status, headers, body) = call_headers(&gateway, &[("cookie", &cookie)]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(served_by(&body), first);
+        assert!(
+            headers.get("set-cookie").is_none(),
+            "the cookie already names the node"
+        );
+    }
+    // Clients without the cookie are still spread over every node.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..3 {
+        seen.insert(served_by(&call_headers(&gateway, &[]).await.2));
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+
+    // When the client's node is taken out (weight 0, by a reload), the client moves to
+    // another node and gets a new cookie.
+    let nodes = backends
+        .iter()
+        .map(|backend| {
+            let weight = if backend.addr.to_string() == first {
+                0
+            } else {
+                1
+            };
+            format!(
+                "{{ host: 127.0.0.1, port: {}, weight: {weight} }}",
+                backend.addr.port()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let yaml = config_with(&nodes, "sticky: { cookie: tg_node, timeout_secs: 60 }");
+    std::fs::write(
+        &gateway.config_path,
+        format!("server:\n  listen: [\"127.0.0.1:0\"]\n  access_log: {{ enabled: false }}\n{yaml}"),
+    )
+    .unwrap();
+    gateway.server().reload().await.unwrap();
+    let (status, headers, body) = call_headers(&gateway, &[("cookie", &cookie)]).await;
+    assert_eq!(status, 200, "{body}");
+    let moved_to = served_by(&body);
+    assert_ne!(moved_to, first);
+    let moved = headers["set-cookie"].to_str().unwrap();
+    let new_cookie = moved.split(';').next().unwrap().to_string();
+    assert_ne!(new_cookie, cookie);
+    for _ in 0..4 {
+        let body = call_headers(&gateway, &[("cookie", &new_cookie)]).await.2;
+        assert_eq!(served_by(&body), moved_to);
+    }
+}
+
+#[tokio::test]
+async fn a_sticky_header_keeps_a_client_on_its_node() {
+    let backends = [
+        TestBackend::echo().await,
+        TestBackend::echo().await,
+        TestBackend::echo().await,
+    ];
+    let nodes = nodes(&[&backends[0], &backends[1], &backends[2]]);
+    let gateway = TestGateway::start(&config_with(
+        &nodes,
+        "sticky: { header: X-User, timeout_secs: 60 }",
+    ))
+    .await;
+    for user in ["alice", "bob", "carol", "dave"] {
+        let first = served_by(&call_headers(&gateway, &[("x-user", user)]).await.2);
+        for _ in 0..6 {
+            let (status, headers, body) = call_headers(&gateway, &[("x-user", user)]).await;
+            assert_eq!(status, 200);
+            assert_eq!(served_by(&body), first, "{user} moved");
+            assert!(headers.get("set-cookie").is_none());
+        }
+    }
+}
+
+#[tokio::test]
+async fn passive_checks_take_a_failing_node_out_and_bring_it_back() {
+    let failing = failing_backend().await;
+    let healthy = TestBackend::echo().await;
+    let gateway = TestGateway::start(&config_with(
+        &nodes(&[&failing, &healthy]),
+        "health: { enable_passive_check: true, http_failure_threshold: 2, \
+         unhealthy_timeout_secs: 1 }",
+    ))
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(call(&gateway, reqwest::Method::GET, "").await.0);
+    }
+    // The round robin alternates; the second 500 in a row takes the node out.
+    assert_eq!(
+        statuses.iter().filter(|&&status| status == 500).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[4..].iter().all(|&status| status == 200),
+        "{statuses:?}"
+    );
+    let reached = failing
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
+
+    // After the unhealthy timeout, the node is tried again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(call(&gateway, reqwest::Method::GET, "").await.0);
+    }
+    assert!(
+        statuses.contains(&500),
+        "the node did not come back: {statuses:?}"
+    );
+    assert!(
+        failing
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= reached
+    );
+}
+
+#[tokio::test]
+async fn a_node_refusing_connections_is_taken_out_by_passive_checks() {
+    let healthy = TestBackend::echo().await;
+    let nodes = format!(
+        "{{ host: 127.0.0.1, port: {} }}, {{ host: 127.0.0.1, port: {} }}",
+        closed_port(),
+        healthy.addr.port()
+    );
+    let gateway = TestGateway::start(&config_with(
+        &nodes,
+        "retries: 0\nhealth: { enable_passive_check: true, tcp_failure_threshold: 1 }",
+    ))
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(call(&gateway, reqwest::Method::GET, "").await.0);
+    }
+    assert_eq!(statuses[0], 502, "{statuses:?}");
+    assert!(
+        statuses[1..].iter().all(|&status| status == 200),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_node_out_is_502_without_calling_a_node() {
+    let a = failing_backend().await;
+    let b = failing_backend().await;
+    let gateway = TestGateway::start(&config_with(
+        &nodes(&[&a, &b]),
+        "health: { enable_passive_check: true, http_failure_threshold: 1, \
+         unhealthy_timeout_secs: 60 }",
+    ))
+    .await;
+    assert_eq!(call(&gateway, reqwest::Method::GET, "").await.0, 500);
+    assert_eq!(call(&gateway, reqwest::Method::GET, "").await.0, 500);
+    let calls = a.connections.load(std::sync::atomic::Ordering::SeqCst)
+        + b.connections.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..3 {
+        let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
+        assert_eq!((status, body), (502, error_body("Bad Gateway.")));
+    }
+    let after = a.connections.load(std::sync::atomic::Ordering::SeqCst)
+        + b.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(calls, after, "a node that is out was called");
+}
+
+#[tokio::test]
+async fn only_idempotent_requests_are_sent_again_after_the_node_got_them() {
+    // A node that reads the request and closes the connection without an answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dropping = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+            });
+        }
+    });
+    let healthy = TestBackend::echo().await;
+    let nodes = format!(
+        "{{ host: 127.0.0.1, port: {} }}, {{ host: 127.0.0.1, port: {} }}",
+        dropping.port(),
+        healthy.addr.port()
+    );
+    let gateway = TestGateway::start(&config(&nodes, 3)).await;
+    for _ in 0..4 {
+        let (status, body) = call(&gateway, reqwest::Method::PUT, "payload").await;
+        assert_eq!(status, 200, "PUT is idempotent: {body}");
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(call(&gateway, reqwest::Method::POST, "payload").await.0);
+    }
+    assert_eq!(
+        statuses.iter().filter(|&&status| status == 502).count(),
+        2,
+        "a POST the node got is not sent again: {statuses:?}"
+    );
+    task.abort();
+}
+
+/// Active checks, in the real binary so its log lines can be counted.
+#[tokio::test]
+async fn active_checks_take_a_node_out_and_bring_it_back() {
+    let status = Arc::new(AtomicU16::new(200));
+    let checked = health_backend(status.clone()).await;
+    let other = TestBackend::echo().await;
+    let yaml = format!(
+        r#"
+server:
+  listen: ["127.0.0.1:0"]
+  log_format: json
+  access_log: {{ enabled: false }}
+{}"#,
+        config_with(
+            &nodes(&[&checked, &other]),
+            "health: { enable_active_check: true, active_check_http_path: /health, \
+             active_check_interval_secs: 1, active_check_timeout_secs: 1, \
+             http_failure_threshold: 1, healthy_threshold: 2 }",
+        )
+    );
+    let gateway = GatewayProcess::start(&yaml).await;
+    let client = client();
+    let served = |gateway: &GatewayProcess| {
+        let request = client
+            .get(gateway.url("/release/x"))
+            .header("host", "ups.example.com");
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            served_by(&response.text().await.unwrap())
+        }
+    };
+    let checked_addr = checked.addr.to_string();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        seen.insert(served(&gateway).await);
+    }
+    assert!(seen.contains(&checked_addr), "{seen:?}");
+
+    status.store(503, Ordering::SeqCst);
+    let out = gateway
+        .wait_for_log(|line| line["message"] == "node taken out by active health checks")
+        .await;
+    assert_eq!(out["node"], checked_addr);
+    for _ in 0..6 {
+        assert_ne!(served(&gateway).await, checked_addr);
+    }
+    // Later failing checks do not log again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let count = |message: &str| {
+        gateway
+            .logs()
+            .iter()
+            .filter(|line| line["message"] == message)
+            .count()
+    };
+    assert_eq!(count("node taken out by active health checks"), 1);
+
+    status.store(200, Ordering::SeqCst);
+    let started = Instant::now();
+    gateway
+        .wait_for_log(|line| line["message"] == "node back in: active health checks pass")
+        .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "healthy_threshold is 2"
+    );
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        seen.insert(served(&gateway).await);
+    }
+    assert!(seen.contains(&checked_addr), "{seen:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(count("node back in: active health checks pass"), 1);
 }
