@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 use tollgate::server::Server;
 
+pub mod etcd;
 pub mod process;
 pub mod redis;
 pub mod tls;
