@@ -308,3 +308,89 @@ fn schema_describes_the_config_keys() {
         );
     }
 }
+
+const BAD_BALANCING: &str = r#"upstreams:
+  - id: shop
+    nodes: [{ host: 127.0.0.1, port: 8080 }]
+    sticky: { cookie: tg, header: X-User }
+    health:
+      http_failure_threshold: 300
+      healthy_threshold: 0
+      unhealthy_http_status: [42]
+      active_check_http_path: health
+      active_check_interval_secs: 0
+registry:
+  type: static
+  services:
+    - { namespace: crgt, name: coupon, instances: [{ host: "bad host", port: 1, weight: 101 }] }
+    - { namespace: crgt, name: coupon, instances: [] }
+services:
+  - id: service-bad00003
+    name: micro
+    default_domains: [micro.example.com]
+    environments:
+      release: {}
+    apis:
+      - id: api-micro0001
+        name: micro
+        path: /ws
+        protocol: WEBSOCKET
+        backend:
+          type: microservice
+          retries: 101
+          sticky: { header: "bad header" }
+          microservices: [{ namespace: crgt, name: coupon }]
+"#;
+
+#[test]
+fn check_reports_balancing_and_registry_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("balancing.yaml");
+    std::fs::write(&file, BAD_BALANCING).unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok, "check accepted a broken file");
+    let expected = [
+        "upstreams[0].sticky: give `cookie` (a cookie the gateway sets) or `header`",
+        "upstreams[0].health.http_failure_threshold: 300 is out of range: 0 to 254",
+        "upstreams[0].health.healthy_threshold: 0 is out of range: 1 to 254",
+        "upstreams[0].health.unhealthy_http_status: 42 is not an HTTP status",
+        "upstreams[0].health.active_check_http_path: `health` is not a URL path",
+        "upstreams[0].health.active_check_interval_secs: 0 is out of range",
+        "registry.services[0].instances[0].weight: 101 is out of range",
+        "registry.services[0].instances[0].host: `bad host` is not a host name",
+        "registry.services[1]: the microservice `crgt/coupon` is listed twice",
+        "services[0].apis[0].backend.type: microservice backends serve HTTP and HTTPS APIs",
+        "services[0].apis[0].backend.retries: retries are 0 to 100",
+        "services[0].apis[0].backend.sticky.header: `bad header` is not a valid header name",
+    ];
+    for line in expected {
+        assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
+    }
+}
+
+#[test]
+fn check_reports_etcd_registry_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("etcd.yaml");
+    std::fs::write(
+        &file,
+        "registry:\n  type: etcd\n  endpoints: [\"not a url\"]\n  prefix: services\n  \
+         password: secret\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok);
+    for line in [
+        "registry.endpoints[0]: `not a url` is not an etcd endpoint",
+        "registry.prefix: `services` must start and end with `/`",
+        "registry.password: a password needs a `username`",
+    ] {
+        assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
+    }
+    // A build without etcd says how to get it.
+    assert_eq!(
+        stderr.contains("this build has no etcd registry"),
+        cfg!(not(feature = "etcd")),
+        "{stderr}"
+    );
+}

@@ -291,3 +291,37 @@ services:
         Message::text("secure")
     );
 }
+
+#[tokio::test]
+async fn an_upstream_serves_a_websocket_api() {
+    let live = echo_backend().await;
+    let closed = common::closed_port();
+    let gateway = TestGateway::start(&format!(
+        r#"
+upstreams:
+  - id: sockets
+    nodes: [{{ host: 127.0.0.1, port: {closed} }}, {{ host: 127.0.0.1, port: {} }}]
+services:
+  - id: service-ws000002
+    name: ws
+    default_domains: ["127.0.0.1"]
+    environments:
+      release: {{}}
+    apis:
+      - {{ id: api-ws000002, name: ws, path: /ws, protocol: WEBSOCKET, timeout_secs: 2,
+          backend: {{ type: http, url: 'ws://', upstream: sockets, path: /socket }} }}
+"#,
+        live.port()
+    ))
+    .await;
+    // Every handshake reaches the live node: one refusing the connection is skipped.
+    for round in 0..4 {
+        let url = format!("ws://{}/release/ws", gateway.addr);
+        let (mut socket, response) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        assert_eq!(response.status(), 101);
+        let text = format!("round {round}");
+        socket.send(Message::text(text.clone())).await.unwrap();
+        assert_eq!(socket.next().await.unwrap().unwrap(), Message::text(text));
+        socket.close(None).await.unwrap();
+    }
+}
