@@ -34,7 +34,7 @@ pub struct Node {
     pub literal_ip: Option<IpAddr>,
     pub weight: i64,
     /// The node's value in the stickiness cookie: a digest of its address, the same on every
-    /// gateway and across reloads, which tells nothing about the network behind it.
+    /// gateway and across reloads, so the cookie does not reveal backend addresses.
     pub token: String,
     pub health: NodeHealth,
 }
@@ -165,7 +165,7 @@ impl Balancer {
         })
     }
 
-    /// The nodes to choose from now.
+    /// Returns the nodes to choose from now.
     pub fn nodes(&self) -> Arc<NodeSet> {
         self.nodes.load_full()
     }
@@ -181,6 +181,7 @@ impl Balancer {
         if generation == self.generation.load(Ordering::Acquire) {
             return;
         }
+
         let _rebuilding = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
         if generation == self.generation.load(Ordering::Acquire) {
             return;
@@ -199,6 +200,7 @@ impl Balancer {
                 }
             })
             .collect();
+
         let before = self.nodes.load().nodes.len();
         self.replace_nodes(fresh);
         self.generation.store(generation, Ordering::Release);

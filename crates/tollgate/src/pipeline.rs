@@ -12,10 +12,11 @@
 //! 7. Declared parameters: 403 when a required one is missing; defaults filled in.
 //! 8. Body size: 413 when `Content-Length` is over the limit (streamed bodies are cut off too).
 //! 9. Body digest, on APIs that require one: the body is read whole and checked (401).
-//! 10. Throttling of the service and the API in this environment, then the key's plan rate
+//! 10. The microservice a microservice API's request names (481, 404).
+//! 11. Throttling of the service and the API in this environment, then the key's plan rate
 //!     and quota (429). These run last among the checks, so a request refused earlier never
 //!     uses up a rate window or quota.
-//! 11. Backend: mock or HTTP (481, 502, 504).
+//! 12. Backend: mock, HTTP, or an upstream's or microservice's node (481, 502, 504).
 //!
 //! Every response gets `X-Api-RequestId` and `X-Api-ID` (`-` when no API matched).
 
@@ -474,8 +475,9 @@ impl Gateway {
                 Ok(answer.response.map(ResponseBody::backend))
             }
             Err(failure) => {
-                let shown = balancer.map_or(backend.authority.as_str(), |b| b.label.as_str());
-                let error = log_backend_failure(record, api, backend, shown, failure);
+                let backend_name =
+                    balancer.map_or(backend.authority.as_str(), |b| b.label.as_str());
+                let error = log_backend_failure(record, api, backend, backend_name, failure);
                 // The authorization server of an authorization API failing is an OAuth
                 // error, as the product reports it.
                 let server_failed = matches!(

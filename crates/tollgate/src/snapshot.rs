@@ -227,7 +227,7 @@ pub struct MicroserviceBackend {
     pub services: HashMap<ServiceKey, Arc<Balancer>>,
 }
 
-/// Where a request carries a value: `method.req.{header|query|path}.{name}`.
+/// The place a request carries a value in: `method.req.{header|query|path}.{name}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Header(HeaderName),

@@ -280,7 +280,7 @@ fn bundled_example_is_valid() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.yaml");
     let (ok, stdout, stderr) = tollgate(&["check", "-c", example.to_str().unwrap()]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("valid (2 services, 4 APIs)"), "{stdout}");
+    assert!(stdout.contains("valid (2 services, 5 APIs)"), "{stdout}");
 }
 
 #[test]

@@ -85,8 +85,7 @@ impl HealthPolicy {
             None => state.passive = Failures::default(),
             Some(failure) => {
                 if let Some(reason) = self.count(&mut state.passive, failure) {
-                    let until = now + self.unhealthy_timeout;
-                    state.take_out(Some(until));
+                    state.take_out(Down::Until(now + self.unhealthy_timeout));
                     health.down.store(true, Ordering::Release);
                     tracing::warn!(
                         balancer = label, %node, reason = %reason,
@@ -128,7 +127,7 @@ impl HealthPolicy {
                     return;
                 }
                 if let Some(reason) = self.count(&mut state.active, failure) {
-                    state.take_out(None);
+                    state.take_out(Down::UntilChecksPass);
                     health.down.store(true, Ordering::Release);
                     tracing::warn!(
                         balancer = label, %node, reason = %reason,
@@ -165,7 +164,7 @@ impl HealthPolicy {
     }
 }
 
-/// What happened to one request or check.
+/// The outcome of one request or check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// A response head with this status.
@@ -200,17 +199,26 @@ pub struct NodeHealth {
 
 #[derive(Default)]
 struct State {
-    /// `Some` while the node is out: until when, or `None` until active checks pass.
-    down: Option<Option<Instant>>,
+    /// Set while the node is out.
+    down: Option<Down>,
     passive: Failures,
     active: Failures,
     /// Healthy active checks in a row while out.
     successes: u32,
 }
 
+/// How long a node that is out stays out.
+#[derive(Debug, Clone, Copy)]
+enum Down {
+    /// Taken out by passive checks: until the unhealthy timeout ends.
+    Until(Instant),
+    /// Taken out by active checks: until they pass.
+    UntilChecksPass,
+}
+
 impl State {
-    fn take_out(&mut self, until: Option<Instant>) {
-        self.down = Some(until);
+    fn take_out(&mut self, down: Down) {
+        self.down = Some(down);
         self.passive = Failures::default();
         self.active = Failures::default();
         self.successes = 0;
@@ -238,7 +246,7 @@ impl NodeHealth {
         let mut state = self.lock();
         match state.down {
             None => true,
-            Some(Some(until)) if now >= until => {
+            Some(Down::Until(until)) if now >= until => {
                 state.bring_back();
                 self.down.store(false, Ordering::Release);
                 on_back();

@@ -55,7 +55,7 @@ pub struct Config {
     /// URL.
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
-    /// Where microservice backends find the instances of their microservices.
+    /// The registry in which microservice backends find the instances of their microservices.
     #[serde(default)]
     pub registry: RegistryConfig,
 }
@@ -135,7 +135,8 @@ fn default_sticky_timeout() -> u64 {
     1800
 }
 
-/// Health checks, with the product's names and defaults.
+/// Health checks. The names are the product's, and so are the defaults of the path, the
+/// interval, the timeout and the unhealthy timeout.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
