@@ -98,12 +98,13 @@ impl NodeSet {
         if let Some(index) = preferred.filter(|&index| eligible(index)) {
             return Some(index);
         }
-        let up: Vec<usize> = (0..self.nodes.len()).filter(|&i| eligible(i)).collect();
-        let total: i64 = up.iter().map(|&index| self.nodes[index].weight).sum();
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total = 0;
         let mut best: Option<usize> = None;
-        for &index in &up {
-            current[index] += self.nodes[index].weight;
+        for index in (0..self.nodes.len()).filter(|&index| eligible(index)) {
+            let weight = self.nodes[index].weight;
+            total += weight;
+            current[index] += weight;
             if best.is_none_or(|best| current[index] > current[best]) {
                 best = Some(index);
             }

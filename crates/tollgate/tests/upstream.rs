@@ -519,3 +519,56 @@ server:
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(count("node back in: active health checks pass"), 1);
 }
+
+/// A backend that never answers `path` (or any path, for `None`) and echoes the rest.
+async fn hanging_backend(path: Option<&'static str>) -> TestBackend {
+    TestBackend::start(move |request: Request<Incoming>| async move {
+        if path.is_none_or(|path| request.uri().path() == path) {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        common::echo(request).await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn timeouts_take_a_node_out_by_passive_checks() {
+    let hanging = hanging_backend(None).await;
+    let healthy = TestBackend::echo().await;
+    let yaml = config_with(
+        &nodes(&[&hanging, &healthy]),
+        "health: { enable_passive_check: true, timeout_threshold: 1 }",
+    )
+    .replace("timeout_secs: 5", "timeout_secs: 1");
+    let gateway = TestGateway::start(&yaml).await;
+    let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
+    assert_eq!((status, body), (504, error_body("Gateway Time-out.")));
+    for _ in 0..6 {
+        let started = Instant::now();
+        let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(served_by(&body), healthy.addr.to_string());
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+}
+
+#[tokio::test]
+async fn active_check_timeouts_take_a_node_out() {
+    let hanging = hanging_backend(Some("/health")).await;
+    let healthy = TestBackend::echo().await;
+    let gateway = TestGateway::start(&config_with(
+        &nodes(&[&hanging, &healthy]),
+        "health: { enable_active_check: true, active_check_http_path: /health, \
+         active_check_interval_secs: 1, active_check_timeout_secs: 1, timeout_threshold: 1, \
+         healthy_http_status: [200] }",
+    ))
+    .await;
+    // The healthy node's checks pass; the hanging node's first check times out after 1 s
+    // (the first round starts at once).
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    for _ in 0..6 {
+        let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(served_by(&body), healthy.addr.to_string());
+    }
+}
