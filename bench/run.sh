@@ -76,6 +76,7 @@ wait_for_port() {
 }
 
 backend_port=$(free_port)
+backend_port2=$(free_port)
 nginx_port=$(free_port)
 tollgate_port=$(free_port)
 nginx_tls_port=$(free_port)
@@ -107,11 +108,17 @@ http {
 EOF
 }
 
-nginx_conf backend "server { listen 127.0.0.1:$backend_port; keepalive_requests 1000000;
-    location / { return 200 'hello'; } }"
+nginx_conf backend "server { listen 127.0.0.1:$backend_port; listen 127.0.0.1:$backend_port2;
+    keepalive_requests 1000000; location / { return 200 'hello'; } }"
+# Two backend ports stand for the two nodes of an upstream, balanced round robin by both
+# proxies, with Tollgate's passive health checks on.
 nginx_conf proxy "upstream backend { server 127.0.0.1:$backend_port; keepalive 64; }
+    upstream pool { server 127.0.0.1:$backend_port; server 127.0.0.1:$backend_port2;
+    keepalive 64; }
     server { listen 127.0.0.1:$nginx_port; keepalive_requests 1000000;
     location / { proxy_pass http://backend; proxy_http_version 1.1;
+    proxy_set_header Connection ''; }
+    location /release/pool { proxy_pass http://pool; proxy_http_version 1.1;
     proxy_set_header Connection ''; } }
     server { listen 127.0.0.1:$nginx_tls_port ssl http2; keepalive_requests 1000000;
     ssl_certificate $work/tls.crt; ssl_certificate_key $work/tls.key;
@@ -160,6 +167,11 @@ services:
         path: /oauth/cached
         backend: { type: mock }
         oauth: { public_key: { file: "$work/jwks.json" } }
+      - id: api-bench007
+        name: pool
+        path: /pool
+        method: ANY
+        backend: { type: http, upstream: pool }
       - id: api-bench006
         name: cached
         path: /cached
@@ -167,6 +179,12 @@ services:
         auth: OAUTH
         oauth_business: { authorization_api: api-bench005 }
         backend: { type: http, url: "http://127.0.0.1:$backend_port" }
+upstreams:
+  - id: pool
+    nodes:
+      - { host: 127.0.0.1, port: $backend_port }
+      - { host: 127.0.0.1, port: $backend_port2 }
+    health: { enable_passive_check: true }
 key_pairs:
   - { secret_id: AKIDbench001, secret_key: { env: BENCH_SECRET_KEY } }
 usage_plans:
@@ -296,6 +314,8 @@ for round in $(seq "$rounds"); do
         -H "Authorization: Bearer $token" >>"$work/verified"
     measure "http://127.0.0.1:$tollgate_port/release/cached" "$tollgate_pid" \
         -H "Authorization: Bearer $token" >>"$work/cached"
+    measure "http://127.0.0.1:$nginx_port/release/pool" "$nginx_pid" >>"$work/nginx_pool"
+    measure "http://127.0.0.1:$tollgate_port/release/pool" "$tollgate_pid" >>"$work/tollgate_pool"
     measure "https://localhost:$nginx_tls_port$path" "$nginx_pid" >>"$work/nginx_tls"
     measure "https://localhost:$tollgate_tls_port$path" "$tollgate_pid" >>"$work/tollgate_tls"
     measure_h2 "https://localhost:$nginx_tls_port$path" "$nginx_pid" >>"$work/nginx_h2"
@@ -307,6 +327,8 @@ read -r tollgate_rps tollgate_p50 tollgate_p99 tollgate_user tollgate_kernel < <
 read -r signed_rps signed_p50 signed_p99 signed_user signed_kernel < <(medians "$work/signed")
 read -r verified_rps verified_p50 verified_p99 verified_user verified_kernel < <(medians "$work/verified")
 read -r cached_rps cached_p50 cached_p99 cached_user cached_kernel < <(medians "$work/cached")
+read -r npool_rps npool_p50 npool_p99 npool_user npool_kernel < <(medians "$work/nginx_pool")
+read -r tpool_rps tpool_p50 tpool_p99 tpool_user tpool_kernel < <(medians "$work/tollgate_pool")
 read -r ntls_rps ntls_p50 ntls_p99 ntls_user ntls_kernel < <(medians "$work/nginx_tls")
 read -r ttls_rps ttls_p50 ttls_p99 ttls_user ttls_kernel < <(medians "$work/tollgate_tls")
 read -r nh2_rps nh2_p50 nh2_p99 nh2_user nh2_kernel < <(medians "$work/nginx_h2")
@@ -326,6 +348,8 @@ row "tollgate proxy" "$tollgate_rps" "$tollgate_p50" "$tollgate_p99" "$tollgate_
 row "tollgate key pair" "$signed_rps" "$signed_p50" "$signed_p99" "$signed_user" "$signed_kernel"
 row "tollgate RS256" "$verified_rps" "$verified_p50" "$verified_p99" "$verified_user" "$verified_kernel"
 row "tollgate RS256 cached" "$cached_rps" "$cached_p50" "$cached_p99" "$cached_user" "$cached_kernel"
+row "nginx upstream" "$npool_rps" "$npool_p50" "$npool_p99" "$npool_user" "$npool_kernel"
+row "tollgate upstream" "$tpool_rps" "$tpool_p50" "$tpool_p99" "$tpool_user" "$tpool_kernel"
 row "nginx https" "$ntls_rps" "$ntls_p50" "$ntls_p99" "$ntls_user" "$ntls_kernel"
 row "tollgate https" "$ttls_rps" "$ttls_p50" "$ttls_p99" "$ttls_user" "$ttls_kernel"
 row "nginx h2 (mean/max)" "$nh2_rps" "$nh2_p50" "$nh2_p99" "$nh2_user" "$nh2_kernel"
@@ -337,5 +361,7 @@ awk -v s="$signed_rps" -v t="$tollgate_rps" \
     'BEGIN { printf "key pair + usage plan / plain tollgate proxy: requests per second %.2f\n", s / t }'
 awk -v v="$verified_rps" -v c="$cached_rps" -v t="$tollgate_rps" \
     'BEGIN { printf "RS256 every request / plain: %.2f; RS256 cached / plain: %.2f\n", v / t, c / t }'
+awk -v t="$tpool_rps" -v n="$npool_rps" -v p="$tollgate_rps" \
+    'BEGIN { printf "upstream of two nodes: tollgate/nginx %.2f; tollgate upstream / plain proxy %.2f\n", t / n, t / p }'
 awk -v t="$ttls_rps" -v n="$ntls_rps" -v th="$th2_rps" -v nh="$nh2_rps" \
     'BEGIN { printf "tollgate/nginx over TLS: HTTP/1.1 %.2f, HTTP/2 %.2f\n", t / n, th / nh }'

@@ -11,7 +11,7 @@ pub mod health;
 pub mod sticky;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -47,10 +47,20 @@ impl Node {
             spec.host.clone()
         };
         let authority: Authority = format!("{host}:{}", spec.port).parse()?;
+        if authority.as_str().contains('@') {
+            anyhow::bail!("`{}` is not a host name or IP address", spec.host);
+        }
+        // The guard checks literal IPs here: the connector does not resolve them.
+        let literal_ip = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok();
         let digest = Sha256::digest(authority.as_str().as_bytes());
         let token = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         Ok(Node {
-            literal_ip: spec.host.parse().ok(),
+            literal_ip,
             host_value: HeaderValue::from_str(authority.as_str())?,
             authority,
             weight: i64::from(spec.weight),
@@ -123,8 +133,10 @@ pub struct Balancer {
     pub retries: usize,
     pub health: HealthPolicy,
     pub sticky: Option<Sticky>,
-    /// The scheme of active checks.
-    pub check_scheme: Scheme,
+    /// The scheme of backends that name the upstream without a `url`.
+    pub default_scheme: Scheme,
+    /// How active checks reach the nodes.
+    pub probe: ProbeTarget,
     /// The registry entry the nodes come from; `None` for an upstream's fixed nodes.
     pub registry_key: Option<ServiceKey>,
     nodes: ArcSwap<NodeSet>,
@@ -132,6 +144,9 @@ pub struct Balancer {
     generation: AtomicU64,
     /// Serializes rebuilds of `nodes`.
     rebuild: Mutex<()>,
+    /// Set when a reload replaced the snapshot holding this balancer, to stop its active
+    /// checks while requests still finish on it.
+    retired: AtomicBool,
 }
 
 /// Settings shared by upstreams and microservice backends.
@@ -140,6 +155,16 @@ pub struct BalanceSettings<'a> {
     pub sticky: Option<&'a config::StickyConfig>,
     pub health: &'a config::HealthConfig,
     pub scheme: config::BackendScheme,
+    pub probe: ProbeTarget,
+}
+
+/// How active checks reach nodes: as the APIs that use them do.
+#[derive(Debug, Clone)]
+pub struct ProbeTarget {
+    pub scheme: Scheme,
+    /// Certificate authorities trusted beside the system's, for `https`.
+    pub ca_file: Option<std::path::PathBuf>,
+    pub http2: bool,
 }
 
 impl Balancer {
@@ -155,14 +180,16 @@ impl Balancer {
             retries: settings.retries,
             health: HealthPolicy::new(settings.health),
             sticky,
-            check_scheme: match settings.scheme {
+            default_scheme: match settings.scheme {
                 config::BackendScheme::Http => Scheme::HTTP,
                 config::BackendScheme::Https => Scheme::HTTPS,
             },
+            probe: settings.probe,
             registry_key,
             nodes: ArcSwap::from_pointee(NodeSet::new(nodes.into_iter().map(Arc::new).collect())),
             generation: AtomicU64::new(0),
             rebuild: Mutex::new(()),
+            retired: AtomicBool::new(false),
         })
     }
 
@@ -177,13 +204,17 @@ impl Balancer {
         let Some(key) = &self.registry_key else {
             return;
         };
-        let entry = registry.get(key);
-        let generation = entry.as_ref().map_or(0, |entry| entry.generation);
-        if generation == self.generation.load(Ordering::Acquire) {
+        let generation_of = |entry: &Option<Arc<crate::discovery::Entry>>| {
+            entry.as_ref().map_or(0, |entry| entry.generation)
+        };
+        if generation_of(&registry.get(key)) == self.generation.load(Ordering::Acquire) {
             return;
         }
 
+        // Read again under the lock, so a slower rebuild never stores an older entry.
         let _rebuilding = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = registry.get(key);
+        let generation = generation_of(&entry);
         if generation == self.generation.load(Ordering::Acquire) {
             return;
         }
@@ -212,11 +243,15 @@ impl Balancer {
     /// Takes over the health of `old`'s nodes, for the nodes both have: a reload does not
     /// bring back a node that was out. A microservice takes over its instances as well.
     pub fn inherit(&self, old: &Balancer) {
+        if let (Some(sticky), Some(old_sticky)) = (&self.sticky, &old.sticky) {
+            sticky.adopt(old_sticky);
+        }
         if self.registry_key.is_some() {
             if self.registry_key == old.registry_key {
                 self.nodes.store(old.nodes.load_full());
                 self.generation
                     .store(old.generation.load(Ordering::Acquire), Ordering::Release);
+                self.adapt_health();
             }
             return;
         }
@@ -235,6 +270,31 @@ impl Balancer {
             })
             .collect();
         self.nodes.store(Arc::new(NodeSet::new(nodes)));
+        self.adapt_health();
+    }
+
+    /// Brings the inherited health in line with this balancer's policy: without active
+    /// checks nothing would bring back a node they took out, and a shorter unhealthy
+    /// timeout applies to outages already running.
+    fn adapt_health(&self) {
+        let now = Instant::now();
+        for node in &self.nodes.load().nodes {
+            if node.health.adapt(&self.health, now) {
+                tracing::info!(
+                    balancer = %self.label, node = %node.authority,
+                    "node back in: active health checks are off after the reload"
+                );
+            }
+        }
+    }
+
+    /// Stops the active checks of this balancer; requests may still use it.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     fn replace_nodes(&self, fresh: Vec<Node>) {
@@ -269,5 +329,66 @@ impl Balancer {
             self.health
                 .record_passive(&node.health, outcome, now, &self.label, &node.authority);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(host: &str) -> UpstreamNodeConfig {
+        UpstreamNodeConfig {
+            host: host.to_string(),
+            port: 8080,
+            weight: 10,
+        }
+    }
+
+    #[test]
+    fn node_addresses_feed_the_address_guard() {
+        let v4 = Node::new(&spec("10.0.0.5")).unwrap();
+        assert_eq!(v4.literal_ip, "10.0.0.5".parse().ok());
+        let v6 = Node::new(&spec("::1")).unwrap();
+        assert_eq!(v6.authority.as_str(), "[::1]:8080");
+        assert_eq!(v6.literal_ip, "::1".parse().ok());
+        let named = Node::new(&spec("backend.internal")).unwrap();
+        assert_eq!(named.literal_ip, None);
+        assert!(Node::new(&spec("x@169.254.169.254")).is_err());
+    }
+
+    #[test]
+    fn round_robin_spreads_by_weight() {
+        let nodes = [1, 2, 0]
+            .iter()
+            .map(|&weight| {
+                let mut node = Node::new(&spec("10.0.0.5")).unwrap();
+                node.weight = weight;
+                node
+            })
+            .collect();
+        let balancer = Balancer::new(
+            "test".to_string(),
+            BalanceSettings {
+                retries: 0,
+                sticky: None,
+                health: &config::HealthConfig::default(),
+                scheme: config::BackendScheme::Http,
+                probe: ProbeTarget {
+                    scheme: Scheme::HTTP,
+                    ca_file: None,
+                    http2: false,
+                },
+            },
+            nodes,
+            None,
+        )
+        .unwrap();
+        let set = balancer.nodes();
+        let now = Instant::now();
+        let picks: Vec<usize> = (0..6)
+            .map(|_| set.pick(&[], None, &balancer, now).unwrap())
+            .collect();
+        assert_eq!(picks, [1, 0, 1, 1, 0, 1]);
+        assert_eq!(set.pick(&[0, 1], None, &balancer, now), None);
     }
 }

@@ -52,6 +52,8 @@ impl Registry {
         let mut entries = HashMap::with_capacity(services.len());
         for (key, mut instances) in services.drain() {
             instances.sort_by(|a, b| (&a.host, a.port).cmp(&(&b.host, b.port)));
+            // One address registered twice counts once, with the first weight.
+            instances.dedup_by(|b, a| a.host == b.host && a.port == b.port);
             let entry = match current.get(&key) {
                 Some(entry) if entry.instances == instances => entry.clone(),
                 _ => Arc::new(Entry {

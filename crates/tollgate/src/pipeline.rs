@@ -139,12 +139,15 @@ impl Gateway {
     }
 
     /// Replaces the configuration; requests in flight finish on the one they started with.
-    /// Nodes keep their health across the swap, and active health checks start for the new
-    /// configuration (the old one's end with it).
+    /// Nodes keep their health across the swap, and the active health checks of the old
+    /// configuration stop as those of the new one start.
     pub fn swap(&self, snapshot: Snapshot) {
         snapshot.inherit_health(&self.snapshot.load());
         self.start_health_checks(&snapshot);
-        self.snapshot.store(Arc::new(snapshot));
+        let old = self.snapshot.swap(Arc::new(snapshot));
+        for balancer in &old.balancers {
+            balancer.retire();
+        }
     }
 
     /// Starts the active health checks of a snapshot's upstreams and microservices.

@@ -46,6 +46,8 @@ pub struct Server {
     flusher: JoinHandle<()>,
     /// Watches the etcd registry, when the configuration has one.
     registry_watch: Option<JoinHandle<()>>,
+    /// The registry settings the server started with, which a reload cannot change.
+    registry_config: config::RegistryConfig,
     config_path: Option<PathBuf>,
     local_addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
@@ -160,6 +162,7 @@ impl Server {
             gateway,
             flusher,
             registry_watch,
+            registry_config: config.registry.clone(),
             config_path,
             local_addrs,
             tls_addrs,
@@ -202,6 +205,7 @@ impl Server {
         Ok(Reloader {
             gateway: self.gateway.clone(),
             path,
+            registry: self.registry_config.clone(),
         })
     }
 
@@ -253,6 +257,8 @@ impl Server {
 pub struct Reloader {
     gateway: Arc<Gateway>,
     path: PathBuf,
+    /// The registry settings the server started with.
+    registry: config::RegistryConfig,
 }
 
 impl Reloader {
@@ -272,7 +278,18 @@ impl Reloader {
             .iter()
             .for_each(oauth::spawn_refresh);
         // The registry's kind and etcd settings need a restart; a static list reloads.
-        self.gateway.registry().load_static(&config.registry);
+        match (&self.registry, &config.registry) {
+            (config::RegistryConfig::Static { .. }, config::RegistryConfig::Static { .. }) => {
+                self.gateway.registry().load_static(&config.registry);
+            }
+            (started, now)
+                if serde_json::to_value(started).ok() == serde_json::to_value(now).ok() => {}
+            _ => tracing::warn!(
+                path = %self.path.display(),
+                "the registry's kind or etcd settings changed; they take effect at the next \
+                 start, and the running registry keeps serving"
+            ),
+        }
         self.gateway.swap(snapshot);
         let apis: usize = config.services.iter().map(|s| s.apis.len()).sum();
         tracing::info!(

@@ -15,7 +15,7 @@ use http::uri::{Authority, Scheme as UriScheme};
 use http::{Method, StatusCode, Uri};
 
 use crate::auth::signature::SigningKey;
-use crate::balance::{BalanceSettings, Balancer, Node};
+use crate::balance::{BalanceSettings, Balancer, Node, ProbeTarget};
 use crate::config::{
     self, ApiConfig, ApiMethod, AuthType, BackendConfig, Config, EmptyPathRule, EnvironmentName,
     FrontendProtocol, HostHeader, KeyPairApiConfig, ParameterPosition,
@@ -304,6 +304,7 @@ fn compile_upstreams(config: &Config) -> anyhow::Result<Upstreams> {
             sticky: upstream.sticky.as_ref(),
             health: &upstream.health,
             scheme: upstream.scheme,
+            probe: upstream_probe(config, upstream),
         };
         let label = format!("upstream `{}`", upstream.id);
         let balancer = Balancer::new(label, settings, nodes, None)
@@ -311,6 +312,41 @@ fn compile_upstreams(config: &Config) -> anyhow::Result<Upstreams> {
         upstreams.insert(upstream.id.clone(), Arc::new(balancer));
     }
     Ok(upstreams)
+}
+
+fn backend_scheme(scheme: config::BackendScheme) -> UriScheme {
+    match scheme {
+        config::BackendScheme::Http => UriScheme::HTTP,
+        config::BackendScheme::Https => UriScheme::HTTPS,
+    }
+}
+
+/// Active checks reach an upstream's nodes as the APIs that use it do: validation makes
+/// them all agree when active checks are on.
+fn upstream_probe(config: &Config, upstream: &config::UpstreamConfig) -> ProbeTarget {
+    let user = config
+        .services
+        .iter()
+        .flat_map(|service| &service.apis)
+        .find_map(|api| match &api.backend {
+            BackendConfig::Http(http) if http.upstream.as_deref() == Some(&upstream.id) => {
+                Some(http)
+            }
+            _ => None,
+        });
+    match user {
+        Some(http) => ProbeTarget {
+            scheme: config::upstream_url_scheme(&http.url)
+                .map_or(backend_scheme(upstream.scheme), backend_scheme),
+            ca_file: http.ca_file.clone(),
+            http2: http.http2,
+        },
+        None => ProbeTarget {
+            scheme: backend_scheme(upstream.scheme),
+            ca_file: None,
+            http2: false,
+        },
+    }
 }
 
 impl Snapshot {
@@ -470,7 +506,7 @@ fn compile_service(
     let apis: Vec<Arc<Api>> = service
         .apis
         .iter()
-        .map(|api| compile_api(api, upstreams, balancers).map(Arc::new))
+        .map(|api| compile_api(&service.id, api, upstreams, balancers).map(Arc::new))
         .collect::<anyhow::Result<_>>()
         .with_context(|| format!("service `{}`", service.id))?;
     let mut environments: [Option<Environment>; 3] = [None, None, None];
@@ -616,6 +652,7 @@ fn compile_oauth_provider(api: &ApiConfig) -> Option<Arc<OauthVerifier>> {
 }
 
 fn compile_api(
+    service_id: &str,
     api: &ApiConfig,
     upstreams: &Upstreams,
     balancers: &mut Vec<Arc<Balancer>>,
@@ -623,7 +660,7 @@ fn compile_api(
     let backend = match &api.backend {
         BackendConfig::Http(http) => Backend::Http(compile_http_backend(http, upstreams)?),
         BackendConfig::Microservice(micro) => {
-            let backend = compile_microservice_backend(api, micro, upstreams)?;
+            let backend = compile_microservice_backend(service_id, api, micro, upstreams)?;
             balancers.extend(backend.services.values().cloned());
             Backend::Microservice(backend)
         }
@@ -735,6 +772,7 @@ fn compile_api(
 }
 
 fn compile_microservice_backend(
+    service_id: &str,
     api: &ApiConfig,
     micro: &config::MicroserviceBackendConfig,
     upstreams: &Upstreams,
@@ -771,9 +809,14 @@ fn compile_microservice_backend(
             sticky: micro.sticky.as_ref(),
             health: &micro.health,
             scheme: micro.scheme,
+            probe: ProbeTarget {
+                scheme: backend_scheme(micro.scheme),
+                ca_file: None,
+                http2: false,
+            },
         };
         let label = format!(
-            "microservice `{}/{}` of API `{}`",
+            "microservice `{}/{}` of API `{}` in service `{service_id}`",
             service.namespace, service.name, api.id
         );
         let balancer = Balancer::new(label, settings, Vec::new(), Some(key.clone()))?;
@@ -833,7 +876,7 @@ fn compile_http_backend(
         Some(upstream) => {
             let secure = match http.url.as_str() {
                 "https://" | "wss://" => true,
-                "" => upstream.check_scheme == UriScheme::HTTPS,
+                "" => upstream.default_scheme == UriScheme::HTTPS,
                 _ => false,
             };
             format!(

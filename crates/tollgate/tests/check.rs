@@ -311,7 +311,7 @@ fn schema_describes_the_config_keys() {
 
 const BAD_BALANCING: &str = r#"upstreams:
   - id: shop
-    nodes: [{ host: 127.0.0.1, port: 8080 }]
+    nodes: [{ host: 127.0.0.1, port: 8080 }, { host: 127.0.0.1, port: 8080, weight: 5 }]
     sticky: { cookie: tg, header: X-User }
     health:
       http_failure_threshold: 300
@@ -351,6 +351,7 @@ fn check_reports_balancing_and_registry_problems() {
     assert!(!ok, "check accepted a broken file");
     let expected = [
         "upstreams[0].sticky: give `cookie` (a cookie the gateway sets) or `header`",
+        "upstreams[0].nodes[1]: `127.0.0.1:8080` is listed twice",
         "upstreams[0].health.http_failure_threshold: 300 is out of range: 0 to 254",
         "upstreams[0].health.healthy_threshold: 0 is out of range: 1 to 254",
         "upstreams[0].health.unhealthy_http_status: 42 is not an HTTP status",
@@ -374,14 +375,15 @@ fn check_reports_etcd_registry_problems() {
     let file = dir.path().join("etcd.yaml");
     std::fs::write(
         &file,
-        "registry:\n  type: etcd\n  endpoints: [\"not a url\"]\n  prefix: services\n  \
-         password: secret\n",
+        "registry:\n  type: etcd\n  endpoints: [\"not a url\", \"https://etcd:2379\"]\n  \
+         prefix: services\n  password: secret\n",
     )
     .unwrap();
     let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
     assert!(!ok);
     for line in [
         "registry.endpoints[0]: `not a url` is not an etcd endpoint",
+        "registry.endpoints[1]: `https://etcd:2379`: this version reaches etcd over `http://` only",
         "registry.prefix: `services` must start and end with `/`",
         "registry.password: a password needs a `username`",
     ] {
@@ -391,6 +393,40 @@ fn check_reports_etcd_registry_problems() {
     assert_eq!(
         stderr.contains("this build has no etcd registry"),
         cfg!(not(feature = "etcd")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_rejects_active_checks_apis_cannot_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.yaml");
+    std::fs::write(
+        &file,
+        r#"upstreams:
+  - id: shop
+    nodes: [{ host: 127.0.0.1, port: 8443 }]
+    health: { enable_active_check: true }
+services:
+  - id: service-mixed001
+    name: mixed
+    default_domains: [mixed.example.com]
+    environments:
+      release: {}
+    apis:
+      - { id: api-mixed0001, name: plain, path: /a, backend: { type: http, upstream: shop } }
+      - { id: api-mixed0002, name: tls, path: /b,
+          backend: { type: http, upstream: shop, url: "https://" } }
+"#,
+    )
+    .unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "upstreams[0].health.enable_active_check: the APIs using upstream `shop` reach it \
+             in different ways"
+        ),
         "{stderr}"
     );
 }

@@ -290,3 +290,41 @@ async fn register_and_deregister_commands() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_registry_the_gateway_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdServer::start(dir.path());
+    let backend = TestBackend::echo().await;
+    let addr = backend.addr.to_string();
+    assert!(
+        etcd.ctl(&["put", &format!("{KEY_PREFIX}one"), &value(&backend)])
+            .1
+    );
+    let gateway = GatewayProcess::start(&config(&etcd)).await;
+    until(&gateway, Duration::from_secs(3), |status, node| {
+        status == 200 && node == Some(addr.as_str())
+    })
+    .await;
+
+    // The same file with a static registry, which needs a restart to take effect.
+    let static_registry = config(&etcd).replace(
+        &format!("  type: etcd\n  endpoints: [\"{}\"]", etcd.endpoint()),
+        "  type: static",
+    );
+    assert!(static_registry.contains("type: static"));
+    gateway.rewrite_config(&static_registry);
+    gateway.signal("HUP");
+    gateway
+        .wait_for_log(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("the registry's kind or etcd settings changed"))
+        })
+        .await;
+    for _ in 0..4 {
+        let (status, node, body) = call(&gateway).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(node.as_deref(), Some(addr.as_str()));
+    }
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::process::GatewayProcess;
 use common::{client, closed_port, echoed_header, error_body, full, TestBackend, TestGateway};
+use futures_util::StreamExt;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::Value;
@@ -238,10 +239,8 @@ async fn a_sticky_cookie_keeps_a_client_on_its_node() {
         let (status, headers, body) = call_headers(&gateway, &[("cookie", &cookie)]).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(served_by(&body), first);
-        assert!(
-            headers.get("set-cookie").is_none(),
-            "the cookie already names the node"
-        );
+        // Each response sets the cookie again, so its timeout counts from the last request.
+        assert_eq!(headers["set-cookie"].to_str().unwrap(), set_cookie);
     }
     // Clients without the cookie are still spread over every node.
     let mut seen = std::collections::HashSet::new();
@@ -300,6 +299,7 @@ async fn a_sticky_header_keeps_a_client_on_its_node() {
         "sticky: { header: X-User, timeout_secs: 60 }",
     ))
     .await;
+    let mut homes = HashMap::new();
     for user in ["alice", "bob", "carol", "dave"] {
         let first = served_by(&call_headers(&gateway, &[("x-user", user)]).await.2);
         for _ in 0..6 {
@@ -308,6 +308,13 @@ async fn a_sticky_header_keeps_a_client_on_its_node() {
             assert_eq!(served_by(&body), first, "{user} moved");
             assert!(headers.get("set-cookie").is_none());
         }
+        homes.insert(user, first);
+    }
+    // A reload keeps the clients on their nodes.
+    gateway.server().reload().await.unwrap();
+    for (user, home) in &homes {
+        let body = call_headers(&gateway, &[("x-user", user)]).await.2;
+        assert_eq!(&served_by(&body), home, "{user} moved after the reload");
     }
 }
 
@@ -571,4 +578,129 @@ async fn active_check_timeouts_take_a_node_out() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(served_by(&body), healthy.addr.to_string());
     }
+}
+
+/// Writes `yaml` over the gateway's file, with its test listener, and reloads it.
+async fn reload_with(gateway: &TestGateway, yaml: &str) {
+    std::fs::write(
+        &gateway.config_path,
+        format!("server:\n  listen: [\"127.0.0.1:0\"]\n  access_log: {{ enabled: false }}\n{yaml}"),
+    )
+    .unwrap();
+    gateway.server().reload().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reload_without_active_checks_brings_nodes_back() {
+    let status = Arc::new(AtomicU16::new(503));
+    let checked = health_backend(status.clone()).await;
+    let other = TestBackend::echo().await;
+    let nodes = nodes(&[&checked, &other]);
+    let gateway = TestGateway::start(&config_with(
+        &nodes,
+        "health: { enable_active_check: true, active_check_http_path: /health, \
+         active_check_interval_secs: 1, http_failure_threshold: 1 }",
+    ))
+    .await;
+    // The first round of checks runs at once and takes the node out.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..4 {
+        let body = call(&gateway, reqwest::Method::GET, "").await.1;
+        assert_eq!(served_by(&body), other.addr.to_string());
+    }
+    // Without active checks nothing would bring it back, so the reload does.
+    reload_with(&gateway, &config_with(&nodes, "retries: 3")).await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        seen.insert(served_by(&call(&gateway, reqwest::Method::GET, "").await.1));
+    }
+    assert!(seen.contains(&checked.addr.to_string()), "{seen:?}");
+}
+
+#[tokio::test]
+async fn active_checks_reach_nodes_as_the_apis_do() {
+    common::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::tls::TestCa::new();
+    let leaf = ca.issue(dir.path(), "node", &["localhost"]);
+    let ca_file = ca.write_pem(dir.path());
+    let (addr, _task) = common::tls::tls_echo_backend(&leaf).await;
+    let yaml = format!(
+        r#"
+upstreams:
+  - id: secure
+    nodes: [{{ host: localhost, port: {} }}]
+    health: {{ enable_active_check: true, active_check_interval_secs: 1,
+              tcp_failure_threshold: 1, http_failure_threshold: 1 }}
+services:
+  - id: service-ups00002
+    name: secure
+    default_domains: [ups.example.com]
+    environments:
+      release: {{}}
+    apis:
+      - {{ id: api-ups00002, name: secure, path: /, method: ANY,
+          backend: {{ type: http, url: "https://", upstream: secure, ca_file: '{}' }} }}
+"#,
+        addr.port(),
+        ca_file.display()
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    // Checks over plain HTTP, or without the API's CA, would fail and take the only node out.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_node_in_a_denied_range_is_skipped() {
+    let live = TestBackend::echo().await;
+    let yaml = |nodes: &str| {
+        format!(
+            "server:\n  listen: [\"127.0.0.1:0\"]\n  access_log: {{ enabled: false }}\n  \
+             backend_denied_ranges: [127.0.0.2/32]\n{}",
+            config_with(nodes, "retries: 0")
+        )
+    };
+    let both = format!(
+        "{{ host: 127.0.0.2, port: {} }}, {{ host: 127.0.0.1, port: {} }}",
+        live.addr.port(),
+        live.addr.port()
+    );
+    let gateway = TestGateway::start(&yaml(&both)).await;
+    for _ in 0..6 {
+        let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let only_denied = format!("{{ host: 127.0.0.2, port: {} }}", live.addr.port());
+    let gateway = TestGateway::start(&yaml(&only_denied)).await;
+    let (status, _) = call(&gateway, reqwest::Method::GET, "").await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn a_slow_streamed_body_is_not_the_nodes_timeout() {
+    let hanging = hanging_backend(None).await;
+    let yaml = config_with(
+        &nodes(&[&hanging]),
+        "health: { enable_passive_check: true, timeout_threshold: 1 }",
+    )
+    .replace("timeout_secs: 5", "timeout_secs: 1");
+    let gateway = TestGateway::start(&yaml).await;
+    // A chunked body whose client stops sending: the timeout may be the client's doing.
+    let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("part"))])
+        .chain(futures_util::stream::pending());
+    let response = client()
+        .post(gateway.url("/release/x"))
+        .header("host", "ups.example.com")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    // The node is still in: a request without a body times out on it, and that one counts.
+    let (status, _) = call(&gateway, reqwest::Method::GET, "").await;
+    assert_eq!(status, 504);
+    let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
+    assert_eq!((status, body), (502, error_body("Bad Gateway.")));
 }

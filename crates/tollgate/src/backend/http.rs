@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
+use http::uri::Authority;
 use http::{Method, Request, Response, Uri, Version};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -33,7 +34,7 @@ use rustls_pki_types::CertificateDer;
 
 use super::guard::{self, AddressGuard, GuardedResolver};
 use crate::balance::sticky::Claim;
-use crate::balance::{Balancer, Node, Outcome};
+use crate::balance::{Balancer, Node, Outcome, ProbeTarget};
 use crate::config::{BackendPoolConfig, EmptyPathRule, HostHeader, Scheme};
 use crate::error::GatewayError;
 use crate::pipeline::BoxError;
@@ -334,8 +335,17 @@ impl HttpClient {
             _ => None,
         };
         let mut tried: Vec<usize> = Vec::new();
+        // The last node skipped because its address is in a denied range.
+        let mut denied: Option<Authority> = None;
         loop {
             let Some(index) = set.pick(&tried, preferred, balancer, Instant::now()) else {
+                if let Some(authority) = denied {
+                    return Err(Failure {
+                        error: GatewayError::EndpointIpNotAllowed,
+                        cause: format!("{authority} is in a denied backend range"),
+                        upstream_time: Duration::ZERO,
+                    });
+                }
                 let cause = if tried.is_empty() {
                     format!("every node of {} is out", balancer.label)
                 } else {
@@ -350,11 +360,9 @@ impl HttpClient {
             tried.push(index);
             let node = &set.nodes[index];
             if node.literal_ip.is_some_and(|ip| !self.guard.allows(ip)) {
-                return Err(Failure {
-                    error: GatewayError::EndpointIpNotAllowed,
-                    cause: format!("{} is in a denied backend range", node.authority),
-                    upstream_time: Duration::ZERO,
-                });
+                // Nothing was sent, so the next node gets the request as it is.
+                denied = Some(node.authority.clone());
+                continue;
             }
             retarget(&mut request, backend, node);
             let retry = match &replay {
@@ -369,7 +377,11 @@ impl HttpClient {
             let now = Instant::now();
             let error = match result {
                 Err(_) => {
-                    balancer.report(node, Outcome::Timeout, now);
+                    // A streamed body may still have been arriving from a slow client, so
+                    // only a timeout after a kept (fully read) body is the node's.
+                    if replay.is_some() {
+                        balancer.report(node, Outcome::Timeout, now);
+                    }
                     return Err(timed_out(timeout, started));
                 }
                 Ok(Ok(response)) => {
@@ -388,6 +400,15 @@ impl HttpClient {
                 Ok(Err(error)) => error,
             };
             let failure = failed(&error, started);
+            if matches!(failure.error, GatewayError::EndpointIpNotAllowed) {
+                // The node's name resolved only to denied addresses, so nothing was sent.
+                let Some(copy) = retry else {
+                    return Err(failure);
+                };
+                denied = Some(node.authority.clone());
+                request = copy;
+                continue;
+            }
             if !matches!(failure.error, GatewayError::BadGateway) {
                 // The client's body or the address guard failed, not the node.
                 return Err(failure);
@@ -416,7 +437,7 @@ impl HttpClient {
     /// Sends an active health check to a node and reports what came back.
     pub async fn probe(
         &self,
-        scheme: &http::uri::Scheme,
+        target: &ProbeTarget,
         node: &Node,
         path: &str,
         timeout: Duration,
@@ -425,7 +446,7 @@ impl HttpClient {
             return Outcome::Connect;
         }
         let uri = Uri::builder()
-            .scheme(scheme.clone())
+            .scheme(target.scheme.clone())
             .authority(node.authority.clone())
             .path_and_query(path)
             .build();
@@ -434,18 +455,21 @@ impl HttpClient {
         };
         let mut request = Request::new(full_body(Bytes::new()));
         *request.uri_mut() = uri;
+        if target.http2 {
+            *request.version_mut() = Version::HTTP_2;
+        }
         let headers = request.headers_mut();
         headers.insert(header::HOST, node.host_value.clone());
         headers.insert(
             header::USER_AGENT,
             HeaderValue::from_static("tollgate-health-check"),
         );
-        let pending = if *scheme == http::uri::Scheme::HTTP {
+        let pending = if target.scheme == http::uri::Scheme::HTTP && !target.http2 {
             self.client.request(request)
         } else {
             let key = ClientKey {
-                ca_file: None,
-                http2: false,
+                ca_file: target.ca_file.clone(),
+                http2: target.http2,
             };
             match self.tls_client(key) {
                 Ok(client) => client.request(request),
@@ -622,7 +646,13 @@ where
     };
 
     let headers = &mut parts.headers;
-    let client_host = headers.remove(header::HOST);
+    // HTTP/2 clients give the host in `:authority` instead of `Host`.
+    let client_host = headers.remove(header::HOST).or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+    });
     remove_hop_by_hop(headers);
     add_forwarding_headers(
         headers,

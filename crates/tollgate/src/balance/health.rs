@@ -237,6 +237,27 @@ impl NodeHealth {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Fits the node's state to a new policy after a reload. Returns true when that brings
+    /// the node back.
+    pub fn adapt(&self, policy: &HealthPolicy, now: Instant) -> bool {
+        if !self.down.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut state = self.lock();
+        match state.down {
+            Some(Down::UntilChecksPass) if !policy.active => {
+                state.bring_back();
+                self.down.store(false, Ordering::Release);
+                true
+            }
+            Some(Down::Until(until)) if until > now + policy.unhealthy_timeout => {
+                state.down = Some(Down::Until(now + policy.unhealthy_timeout));
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// True when the node may take requests. A passive outage that has timed out ends here,
     /// and `on_back` logs it.
     pub fn is_up(&self, now: Instant, on_back: impl FnOnce()) -> bool {
@@ -274,7 +295,7 @@ pub fn spawn_active_checks(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Some(balancer) = weak.upgrade() else {
+            let Some(balancer) = weak.upgrade().filter(|balancer| !balancer.is_retired()) else {
                 return;
             };
             balancer.sync(&registry);
@@ -287,7 +308,7 @@ pub fn spawn_active_checks(
                     let policy = &balancer.health;
                     let outcome = client
                         .probe(
-                            &balancer.check_scheme,
+                            &balancer.probe,
                             &node,
                             &policy.check_path,
                             policy.check_timeout,

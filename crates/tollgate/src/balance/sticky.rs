@@ -23,10 +23,18 @@ const MAX_ENTRIES: usize = 100_000;
 pub struct Sticky {
     by: By,
     timeout: Duration,
-    /// Header digests to node tokens and the time each was last used.
-    table: Mutex<HashMap<u64, (String, Instant)>>,
+    table: Mutex<Table>,
 }
 
+/// Header digests to node tokens and the time each was last used.
+#[derive(Default)]
+struct Table {
+    entries: HashMap<u64, (String, Instant)>,
+    /// When expired entries were last dropped; a full table is swept at most once a second.
+    swept: Option<Instant>,
+}
+
+#[derive(PartialEq, Eq)]
 enum By {
     Cookie(String),
     Header(HeaderName),
@@ -52,8 +60,19 @@ impl Sticky {
         Ok(Sticky {
             by,
             timeout: Duration::from_secs(config.timeout_secs),
-            table: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
         })
+    }
+
+    /// Takes over the header table of the stickiness a reload replaces, when both key
+    /// clients the same way.
+    pub fn adopt(&self, old: &Sticky) {
+        if self.by != old.by {
+            return;
+        }
+        let old_table = old.table.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        table.entries = old_table.entries.clone();
     }
 
     /// Reads the request's claim.
@@ -78,6 +97,7 @@ impl Sticky {
             Claim::Header(digest) => {
                 let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
                 table
+                    .entries
                     .get(digest)
                     .filter(|(_, used)| now.duration_since(*used) < self.timeout)
                     .map(|(token, _)| token.clone())
@@ -86,11 +106,11 @@ impl Sticky {
         }
     }
 
-    /// Binds the claim to the node that was chosen. Returns the `Set-Cookie` value to send
-    /// when the client's cookie does not name that node yet.
+    /// Binds the claim to the node that was chosen. Returns the `Set-Cookie` value to send:
+    /// in cookie mode on every response, so the timeout counts from the client's last
+    /// request as it does for headers.
     pub fn bind(&self, claim: &Claim, token: &str, now: Instant) -> Option<HeaderValue> {
         match claim {
-            Claim::Cookie(held) if held.as_deref() == Some(token) => None,
             Claim::Cookie(_) => {
                 let By::Cookie(name) = &self.by else {
                     return None;
@@ -103,14 +123,23 @@ impl Sticky {
             }
             Claim::Header(digest) => {
                 let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-                if table.len() >= MAX_ENTRIES && !table.contains_key(digest) {
+                if table.entries.len() >= MAX_ENTRIES && !table.entries.contains_key(digest) {
+                    let recently = table
+                        .swept
+                        .is_some_and(|swept| now.duration_since(swept) < Duration::from_secs(1));
+                    if recently {
+                        return None;
+                    }
                     let timeout = self.timeout;
-                    table.retain(|_, (_, used)| now.duration_since(*used) < timeout);
-                    if table.len() >= MAX_ENTRIES {
+                    table
+                        .entries
+                        .retain(|_, (_, used)| now.duration_since(*used) < timeout);
+                    table.swept = Some(now);
+                    if table.entries.len() >= MAX_ENTRIES {
                         return None;
                     }
                 }
-                table.insert(*digest, (token.to_string(), now));
+                table.entries.insert(*digest, (token.to_string(), now));
                 None
             }
             Claim::None => None,
@@ -152,17 +181,14 @@ mod tests {
     }
 
     #[test]
-    fn cookie_is_set_only_when_it_names_another_node() {
+    fn cookie_names_the_chosen_node_every_time() {
         let sticky = sticky(Some("tg_node"), None);
         let now = Instant::now();
-        let set = sticky.bind(&Claim::Cookie(None), "abc", now).unwrap();
-        assert_eq!(set, "tg_node=abc; Path=/; Max-Age=60; HttpOnly");
-        assert!(sticky
-            .bind(&Claim::Cookie(Some("abc".into())), "abc", now)
-            .is_none());
-        assert!(sticky
-            .bind(&Claim::Cookie(Some("old".into())), "abc", now)
-            .is_some());
+        let expected = "tg_node=abc; Path=/; Max-Age=60; HttpOnly";
+        for held in [None, Some("abc".to_string()), Some("old".to_string())] {
+            let set = sticky.bind(&Claim::Cookie(held), "abc", now).unwrap();
+            assert_eq!(set, expected);
+        }
     }
 
     #[test]

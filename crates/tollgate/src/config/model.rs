@@ -73,8 +73,9 @@ pub struct UpstreamConfig {
     #[serde(default)]
     pub scheme: BackendScheme,
     /// How many other nodes a request tries when a node fails: 0 to 100, 3 by default, as
-    /// the product's upstreams. A request is sent again only if its body was not sent yet,
-    /// or if its method is idempotent and its body was small enough to keep (64 KiB).
+    /// the product's upstreams. Only requests without a body, or with a body of at most
+    /// 64 KiB and a `Content-Length`, are sent again: after a refused connection whatever
+    /// the method, and after a broken one only for idempotent methods.
     #[serde(default = "default_upstream_retries")]
     pub retries: usize,
     /// Session stickiness: requests of one client go to the same node while it is up.
@@ -85,8 +86,18 @@ pub struct UpstreamConfig {
     pub health: HealthConfig,
 }
 
+/// Returns the scheme an upstream backend's scheme-only `url` gives: `http://` and `ws://`
+/// are plain, `https://` and `wss://` are TLS, and an empty `url` gives none.
+pub fn upstream_url_scheme(url: &str) -> Option<BackendScheme> {
+    match url {
+        "https://" | "wss://" => Some(BackendScheme::Https),
+        "http://" | "ws://" => Some(BackendScheme::Http),
+        _ => None,
+    }
+}
+
 /// The scheme of an upstream's or a microservice's nodes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendScheme {
     #[default]
@@ -1084,8 +1095,9 @@ pub struct MicroserviceBackendConfig {
     #[serde(default)]
     pub headers: BTreeMap<String, SecretValue>,
     /// How many other instances a request tries when an instance fails: 0 to 100, 3 by default, as
-    /// the product's upstreams. A request is sent again only if its body was not sent yet,
-    /// or if its method is idempotent and its body was small enough to keep (64 KiB).
+    /// the product's upstreams. Only requests without a body, or with a body of at most
+    /// 64 KiB and a `Content-Length`, are sent again: after a refused connection whatever
+    /// the method, and after a broken one only for idempotent methods.
     #[serde(default = "default_upstream_retries")]
     pub retries: usize,
     /// Session stickiness: requests of one client go to the same instance while it is up.

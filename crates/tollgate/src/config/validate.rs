@@ -97,11 +97,10 @@ fn validate_upstreams(config: &Config, report: &mut Report) {
             &path,
             report,
         );
-        for (node_index, node) in upstream.nodes.iter().enumerate() {
-            validate_node(node, &format!("{path}.nodes[{node_index}]"), report);
-        }
+        validate_nodes(&upstream.nodes, &format!("{path}.nodes"), report);
     }
     validate_registry(&config.registry, report);
+    validate_probe_targets(config, report);
     let known: HashSet<&str> = config.upstreams.iter().map(|u| u.id.as_str()).collect();
     for (service_index, service) in config.services.iter().enumerate() {
         for (api_index, api) in service.apis.iter().enumerate() {
@@ -119,6 +118,53 @@ fn validate_upstreams(config: &Config, report: &mut Report) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Checks that active checks can reach an upstream's nodes the way its APIs do: one scheme,
+/// one `ca_file` and one `http2` setting among the APIs that use it.
+fn validate_probe_targets(config: &Config, report: &mut Report) {
+    for (index, upstream) in config.upstreams.iter().enumerate() {
+        if !upstream.health.enable_active_check {
+            continue;
+        }
+        let mut ways = HashSet::new();
+        for api in config.services.iter().flat_map(|service| &service.apis) {
+            if let BackendConfig::Http(http) = &api.backend {
+                if http.upstream.as_deref() == Some(upstream.id.as_str()) {
+                    let scheme = upstream_url_scheme(&http.url).unwrap_or(upstream.scheme);
+                    ways.insert((scheme, http.ca_file.clone(), http.http2));
+                }
+            }
+        }
+        if ways.len() > 1 {
+            report.push(
+                format!("upstreams[{index}].health.enable_active_check"),
+                format!(
+                    "the APIs using upstream `{}` reach it in different ways (scheme, \
+                     `ca_file` or `http2`), so active checks cannot reach it as all of them \
+                     do: give those APIs the same settings, or use one upstream per setting",
+                    upstream.id
+                ),
+            );
+        }
+    }
+}
+
+fn validate_nodes(nodes: &[UpstreamNodeConfig], path: &str, report: &mut Report) {
+    let mut seen = HashSet::new();
+    for (index, node) in nodes.iter().enumerate() {
+        let node_path = format!("{path}[{index}]");
+        validate_node(node, &node_path, report);
+        if !seen.insert((node.host.as_str(), node.port)) {
+            report.push(
+                node_path,
+                format!(
+                    "`{}:{}` is listed twice: give each node once, with its weight",
+                    node.host, node.port
+                ),
+            );
         }
     }
 }
@@ -283,9 +329,7 @@ fn validate_registry(registry: &RegistryConfig, report: &mut Report) {
                         ),
                     );
                 }
-                for (node_index, node) in service.instances.iter().enumerate() {
-                    validate_node(node, &format!("{path}.instances[{node_index}]"), report);
-                }
+                validate_nodes(&service.instances, &format!("{path}.instances"), report);
             }
         }
         RegistryConfig::Etcd(etcd) => {
@@ -302,15 +346,23 @@ fn validate_registry(registry: &RegistryConfig, report: &mut Report) {
                 );
             }
             for (index, endpoint) in etcd.endpoints.iter().enumerate() {
-                let ok = endpoint.parse::<Uri>().is_ok_and(|uri| {
+                let uri = endpoint.parse::<Uri>().ok();
+                let ok = uri.as_ref().is_some_and(|uri| {
                     uri.host().is_some() && uri.path_and_query().is_none_or(|pq| pq.as_str() == "/")
                 });
+                let endpoint_path = format!("registry.endpoints[{index}]");
                 if !ok {
                     report.push(
-                        format!("registry.endpoints[{index}]"),
+                        endpoint_path,
                         format!(
                             "`{endpoint}` is not an etcd endpoint such as `http://127.0.0.1:2379`"
                         ),
+                    );
+                } else if uri.is_some_and(|uri| uri.scheme_str() != Some("http")) {
+                    // NOTE: the etcd client is built without TLS, so `https://` cannot connect.
+                    report.push(
+                        endpoint_path,
+                        format!("`{endpoint}`: this version reaches etcd over `http://` only"),
                     );
                 }
             }
@@ -1226,7 +1278,8 @@ fn is_service_name(name: &str) -> bool {
     (1..=50).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn is_host_name(domain: &str) -> bool {
+/// True for a lower-case DNS name of letters, digits, `-` and `.`.
+pub fn is_host_name(domain: &str) -> bool {
     !domain.is_empty()
         && domain.len() <= 253
         && domain

@@ -47,7 +47,10 @@ async fn connect(config: &EtcdRegistryConfig) -> anyhow::Result<Client> {
         .with_connect_timeout(Duration::from_secs(config.connect_timeout_secs))
         .with_timeout(Duration::from_secs(config.connect_timeout_secs.max(1) * 2))
         .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
-        .with_keep_alive_while_idle(true);
+        .with_keep_alive_while_idle(true)
+        // A member cut off from the cluster's leader cancels the watch instead of going
+        // quiet, so the gateway moves to another endpoint.
+        .with_require_leader(true);
     if let Some(user) = &config.username {
         let password = match &config.password {
             Some(password) => config::resolve_secret(password).map_err(|e| anyhow::anyhow!(e))?,
@@ -64,7 +67,13 @@ pub fn spawn_watch(config: EtcdRegistryConfig, registry: Arc<Registry>) -> JoinH
         let mut outage = false;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let Err(error) = watch(&config, &registry, &mut outage, &mut backoff).await;
+            let started = std::time::Instant::now();
+            let Err(error) = watch(&config, &registry, &mut outage).await;
+            // A watch that ran a while had reached etcd: start the backoff over. One that
+            // fails at once keeps it growing.
+            if started.elapsed() > Duration::from_secs(5) {
+                backoff = Duration::from_millis(100);
+            }
             if !outage {
                 outage = true;
                 tracing::warn!(
@@ -87,7 +96,6 @@ async fn watch(
     config: &EtcdRegistryConfig,
     registry: &Registry,
     outage: &mut bool,
-    backoff: &mut Duration,
 ) -> anyhow::Result<Infallible> {
     let mut client = connect(config).await?;
     let listing = client
@@ -113,7 +121,6 @@ async fn watch(
     } else {
         tracing::info!(instances = known.len(), prefix = %config.prefix, "microservice instances read from etcd");
     }
-    *backoff = Duration::from_millis(100);
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1);
@@ -184,6 +191,13 @@ fn parse(prefix: &str, key: &[u8], value: &[u8]) -> Option<UpstreamNodeConfig> {
         return None;
     }
     match serde_json::from_slice::<InstanceValue>(value) {
+        Ok(value)
+            if value.host.parse::<std::net::IpAddr>().is_err()
+                && !config::is_host_name(&value.host) =>
+        {
+            tracing::warn!(key = %shown, host = %value.host, "an instance's host is not a host name or IP address; it is left out");
+            None
+        }
         Ok(value) if value.weight <= 100 => Some(UpstreamNodeConfig {
             host: value.host,
             port: value.port,
@@ -220,7 +234,11 @@ pub async fn register(
     registration: Registration,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let mut client = Client::connect(&registration.endpoints, None)
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(5))
+        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+    let mut client = Client::connect(&registration.endpoints, Some(options))
         .await
         .context("cannot connect to etcd")?;
     let lease = client
@@ -252,7 +270,10 @@ pub async fn register(
     let renew = async {
         loop {
             keeper.keep_alive().await?;
-            match answers.message().await? {
+            let answer = tokio::time::timeout(period * 2, answers.message())
+                .await
+                .context("etcd did not answer a lease renewal in time")??;
+            match answer {
                 Some(answer) if answer.ttl() > 0 => {}
                 _ => bail!("the lease expired; the instance is gone"),
             }
@@ -318,5 +339,9 @@ mod tests {
         );
         assert!(parse("/p/", key, br#"{"host":"127.0.0.1"}"#).is_none());
         assert!(parse("/p/", key, br#"{"host":"h","port":1,"weight":101}"#).is_none());
+        // A host with user information would let a registrant steer around the address
+        // guard, which checks the IP it finds in `host`.
+        assert!(parse("/p/", key, br#"{"host":"x@169.254.169.254","port":80}"#).is_none());
+        assert!(parse("/p/", key, br#"{"host":"a b","port":80}"#).is_none());
     }
 }
