@@ -704,3 +704,47 @@ async fn a_slow_streamed_body_is_not_the_nodes_timeout() {
     let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
     assert_eq!((status, body), (502, error_body("Bad Gateway.")));
 }
+
+/// A node whose connection attempts go unanswered is left after the pool's connect timeout,
+/// for the next node.
+#[tokio::test]
+async fn a_connect_timeout_moves_on_to_the_next_node() {
+    let live = TestBackend::echo().await;
+    // A listener that never accepts, with its accept queue filled: the kernel then drops
+    // further connection attempts, as a node behind a dropping firewall does, on loopback.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let silent = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        let attempt = tokio::net::TcpStream::connect(silent);
+        match tokio::time::timeout(Duration::from_millis(300), attempt).await {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    assert!(fillers.len() < 16, "the accept queue never filled");
+    let nodes = format!(
+        "{{ host: 127.0.0.1, port: {} }}, {{ host: 127.0.0.1, port: {} }}",
+        silent.port(),
+        live.addr.port()
+    );
+    let yaml = format!(
+        "server:\n  listen: [\"127.0.0.1:0\"]\n  access_log: {{ enabled: false }}\n  \
+         backend_pool: {{ connect_timeout_secs: 1 }}\n{}",
+        config_with(&nodes, "retries: 1")
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    drop(listener);
+}

@@ -179,7 +179,7 @@ impl HttpClient {
     pub fn new(pool: &BackendPoolConfig, guard: AddressGuard) -> HttpClient {
         let mut connector = HttpConnector::new_with_resolver(GuardedResolver::new(guard.clone()));
         connector.set_nodelay(true);
-        connector.set_connect_timeout(None);
+        connector.set_connect_timeout(pool.connect_timeout_secs.map(Duration::from_secs));
         let client = client_builder(pool).build(connector);
         HttpClient {
             client,
@@ -199,6 +199,7 @@ impl HttpClient {
         let tls = client_tls_config(key.ca_file.as_deref())?;
         let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(self.guard.clone()));
         http.set_nodelay(true);
+        http.set_connect_timeout(self.pool.connect_timeout_secs.map(Duration::from_secs));
         http.enforce_http(false);
         let builder = HttpsConnectorBuilder::new()
             .with_tls_config(tls)

@@ -631,6 +631,9 @@ pub struct BackendPoolConfig {
     pub idle_timeout_secs: u64,
     /// Idle connections kept per backend host and port.
     pub max_idle_per_host: usize,
+    /// Seconds to wait for a TCP connection to a backend before it counts as failed: 502,
+    /// or the next node of an upstream. None by default: the API's timeout bounds it (504).
+    pub connect_timeout_secs: Option<u64>,
 }
 
 impl Default for BackendPoolConfig {
@@ -638,6 +641,7 @@ impl Default for BackendPoolConfig {
         BackendPoolConfig {
             idle_timeout_secs: DEFAULT_POOL_IDLE_TIMEOUT_SECS,
             max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            connect_timeout_secs: None,
         }
     }
 }

@@ -410,6 +410,14 @@ fn validate_certificate(certificate: &CertificateConfig, path: &str, report: &mu
 }
 
 fn validate_server(server: &ServerConfig, report: &mut Report) {
+    if let Some(secs) = server.backend_pool.connect_timeout_secs {
+        if !(1..=MAX_BACKEND_TIMEOUT_SECS).contains(&secs) {
+            report.push(
+                "server.backend_pool.connect_timeout_secs",
+                format!("{secs} is out of range: 1 to {MAX_BACKEND_TIMEOUT_SECS} seconds"),
+            );
+        }
+    }
     if server.listen.is_empty() && server.listen_tls.is_empty() && server.listen_unix.is_empty() {
         report.push(
             "server.listen",
