@@ -147,6 +147,8 @@ pub struct Balancer {
     /// Set when a reload replaced the snapshot holding this balancer, to stop its active
     /// checks while requests still finish on it.
     retired: AtomicBool,
+    /// Keeps the warnings about requests this balancer cannot serve to one a second.
+    pub failure_log: crate::log_throttle::LogThrottle,
 }
 
 /// Settings shared by upstreams and microservice backends.
@@ -190,6 +192,7 @@ impl Balancer {
             generation: AtomicU64::new(0),
             rebuild: Mutex::new(()),
             retired: AtomicBool::new(false),
+            failure_log: crate::log_throttle::LogThrottle::new(std::time::Duration::from_secs(1)),
         })
     }
 
@@ -237,7 +240,7 @@ impl Balancer {
         self.replace_nodes(fresh);
         self.generation.store(generation, Ordering::Release);
         let after = self.nodes.load().nodes.len();
-        tracing::info!(balancer = %self.label, before, after, "instances changed");
+        tracing::debug!(balancer = %self.label, before, after, "nodes rebuilt from the registry");
     }
 
     /// Takes over the health of `old`'s nodes, for the nodes both have: a reload does not

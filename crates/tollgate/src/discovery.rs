@@ -56,12 +56,24 @@ impl Registry {
             instances.dedup_by(|b, a| a.host == b.host && a.port == b.port);
             let entry = match current.get(&key) {
                 Some(entry) if entry.instances == instances => entry.clone(),
-                _ => Arc::new(Entry {
-                    generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
-                    instances,
-                }),
+                _ => {
+                    tracing::info!(
+                        namespace = %key.0, microservice = %key.1, instances = instances.len(),
+                        "microservice instances changed"
+                    );
+                    Arc::new(Entry {
+                        generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+                        instances,
+                    })
+                }
             };
             entries.insert(key, entry);
+        }
+        for key in current.keys().filter(|key| !entries.contains_key(*key)) {
+            tracing::info!(
+                namespace = %key.0, microservice = %key.1, instances = 0,
+                "microservice instances changed"
+            );
         }
         self.entries.store(Arc::new(entries));
     }

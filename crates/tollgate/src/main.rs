@@ -62,7 +62,8 @@ struct InstanceArgs {
     /// The microservice name callers send in `X-MicroService-Name`.
     #[arg(long)]
     service: String,
-    /// The instance's id, unique within the microservice; `host:port` when left out.
+    /// The instance's id, unique within the microservice. `register` uses `host:port` when it
+    /// is left out; `deregister` needs it.
     #[arg(long)]
     instance: Option<String>,
 }
@@ -75,6 +76,7 @@ struct RegisterArgs {
     /// The instance's host name or IP address.
     #[arg(long)]
     host: String,
+    /// The instance's port.
     #[arg(long)]
     port: u16,
     /// 0 to 100.
@@ -338,10 +340,12 @@ fn check(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
             let apis: usize = config.services.iter().map(|s| s.apis.len()).sum();
+            let services = config.services.len();
             println!(
-                "{}: valid ({} services, {apis} APIs)",
+                "{}: valid ({services} service{}, {apis} API{})",
                 path.display(),
-                config.services.len()
+                if services == 1 { "" } else { "s" },
+                if apis == 1 { "" } else { "s" },
             );
             ExitCode::SUCCESS
         }

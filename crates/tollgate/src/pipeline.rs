@@ -527,14 +527,22 @@ impl Gateway {
             })
         };
         let (Some(namespace), Some(name)) = (read(namespace)?, read(name)?) else {
+            tracing::debug!("the request does not name a namespace and a microservice");
             return Err(GatewayError::MicroServiceNotFound);
         };
-        let balancer = micro
-            .services
-            .get(&(namespace, name))
-            .ok_or(GatewayError::MicroServiceNotFound)?;
+        let Some(balancer) = micro.services.get(&(namespace, name)) else {
+            tracing::debug!("the request names a microservice the API does not list");
+            return Err(GatewayError::MicroServiceNotFound);
+        };
         balancer.sync(&self.registry);
         if balancer.nodes().is_empty() {
+            // The API lists it, so this is the registry's state, which an operator can fix.
+            if let Some(held_back) = balancer.failure_log.allow() {
+                tracing::warn!(
+                    balancer = %balancer.label, similar_warnings_held_back = held_back,
+                    "the microservice has no instance with a weight in the registry; requests get 404"
+                );
+            }
             return Err(GatewayError::MicroServiceNotFound);
         }
         Ok(balancer)

@@ -65,10 +65,12 @@ async fn connect(config: &EtcdRegistryConfig) -> anyhow::Result<Client> {
 pub fn spawn_watch(config: EtcdRegistryConfig, registry: Arc<Registry>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut outage = false;
+        // Whether etcd was ever read: before that, there are no instances to fall back on.
+        let mut reached = false;
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = std::time::Instant::now();
-            let Err(error) = watch(&config, &registry, &mut outage).await;
+            let Err(error) = watch(&config, &registry, &mut outage, &mut reached).await;
             // A watch that ran a while had reached etcd: start the backoff over. One that
             // fails at once keeps it growing.
             if started.elapsed() > Duration::from_secs(5) {
@@ -76,11 +78,20 @@ pub fn spawn_watch(config: EtcdRegistryConfig, registry: Arc<Registry>) -> JoinH
             }
             if !outage {
                 outage = true;
-                tracing::warn!(
-                    endpoints = ?config.endpoints, error = %format!("{error:#}"),
-                    "etcd cannot be reached; serving the last known microservice instances \
-                     until it is back"
-                );
+                if reached {
+                    tracing::warn!(
+                        endpoints = ?config.endpoints, error = %format!("{error:#}"),
+                        "etcd cannot be reached; serving the last known microservice instances \
+                         until it is back"
+                    );
+                } else {
+                    tracing::warn!(
+                        endpoints = ?config.endpoints, error = %format!("{error:#}"),
+                        "etcd cannot be reached, so no microservice instance is known and \
+                         microservice APIs answer 404 until it is: check that etcd runs and \
+                         `registry.endpoints`"
+                    );
+                }
             } else {
                 tracing::debug!(error = %format!("{error:#}"), "etcd still cannot be reached");
             }
@@ -96,6 +107,7 @@ async fn watch(
     config: &EtcdRegistryConfig,
     registry: &Registry,
     outage: &mut bool,
+    reached: &mut bool,
 ) -> anyhow::Result<Infallible> {
     let mut client = connect(config).await?;
     let listing = client
@@ -113,6 +125,7 @@ async fn watch(
         }
     }
     apply(registry, &config.prefix, &known);
+    *reached = true;
     if std::mem::take(outage) {
         tracing::info!(
             instances = known.len(),
@@ -238,13 +251,14 @@ pub async fn register(
         .with_connect_timeout(Duration::from_secs(3))
         .with_timeout(Duration::from_secs(5))
         .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+    let unreachable = || format!("cannot reach etcd at {}", registration.endpoints.join(", "));
     let mut client = Client::connect(&registration.endpoints, Some(options))
         .await
-        .context("cannot connect to etcd")?;
+        .with_context(unreachable)?;
     let lease = client
         .lease_grant(registration.ttl_secs, None)
         .await
-        .context("cannot grant a lease")?
+        .with_context(unreachable)?
         .id();
     let key = instance_key(
         &registration.prefix,
@@ -298,14 +312,18 @@ pub async fn deregister(
     service: &str,
     instance: &str,
 ) -> anyhow::Result<bool> {
-    let mut client = Client::connect(endpoints, None)
+    let unreachable = || format!("cannot reach etcd at {}", endpoints.join(", "));
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(5));
+    let mut client = Client::connect(endpoints, Some(options))
         .await
-        .context("cannot connect to etcd")?;
+        .with_context(unreachable)?;
     let key = instance_key(prefix, namespace, service, instance);
     let deleted = client
         .delete(key.as_str(), None)
         .await
-        .context("cannot delete the instance")?
+        .with_context(unreachable)?
         .deleted();
     Ok(deleted > 0)
 }
