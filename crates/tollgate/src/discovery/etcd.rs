@@ -8,7 +8,7 @@
 //! The gateway reads the prefix once, then watches it from the next revision, so a change
 //! reaches the balancers as soon as etcd reports it. When etcd cannot be reached, the last
 //! known instances keep serving, the outage is logged once, and the gateway reconnects with
-//! a backoff of up to two seconds; on reconnection it reads the prefix again, so it catches
+//! a backoff of up to two seconds. On reconnection it reads the prefix again, so it catches
 //! up with whatever changed meanwhile.
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +37,7 @@ fn default_weight() -> u32 {
     10
 }
 
-/// The key of one instance.
+/// Returns the key of one instance.
 pub fn instance_key(prefix: &str, namespace: &str, service: &str, instance: &str) -> String {
     format!("{prefix}{namespace}/{service}/{instance}")
 }
@@ -118,6 +118,7 @@ async fn watch(
         .await
         .context("cannot read the instances")?;
     let revision = listing.header().map_or(0, |header| header.revision());
+
     let mut known: BTreeMap<String, UpstreamNodeConfig> = BTreeMap::new();
     for kv in listing.kvs() {
         if let Some(instance) = parse(&config.prefix, kv.key(), kv.value()) {
@@ -134,6 +135,7 @@ async fn watch(
     } else {
         tracing::info!(instances = known.len(), prefix = %config.prefix, "microservice instances read from etcd");
     }
+
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1);
@@ -198,9 +200,9 @@ fn split_key(prefix: &str, key: &[u8]) -> Option<(ServiceKey, String)> {
 
 /// Reads one instance; a key or value of the wrong form is logged and left out.
 fn parse(prefix: &str, key: &[u8], value: &[u8]) -> Option<UpstreamNodeConfig> {
-    let shown = String::from_utf8_lossy(key);
+    let key_text = String::from_utf8_lossy(key);
     if split_key(prefix, key).is_none() {
-        tracing::warn!(key = %shown, "an etcd key under the prefix is not {{namespace}}/{{service}}/{{instance}}; it is left out");
+        tracing::warn!(key = %key_text, "an etcd key under the prefix is not {{namespace}}/{{service}}/{{instance}}; it is left out");
         return None;
     }
     match serde_json::from_slice::<InstanceValue>(value) {
@@ -208,7 +210,7 @@ fn parse(prefix: &str, key: &[u8], value: &[u8]) -> Option<UpstreamNodeConfig> {
             if value.host.parse::<std::net::IpAddr>().is_err()
                 && !config::is_host_name(&value.host) =>
         {
-            tracing::warn!(key = %shown, host = %value.host, "an instance's host is not a host name or IP address; it is left out");
+            tracing::warn!(key = %key_text, host = %value.host, "an instance's host is not a host name or IP address; it is left out");
             None
         }
         Ok(value) if value.weight <= 100 => Some(UpstreamNodeConfig {
@@ -217,12 +219,12 @@ fn parse(prefix: &str, key: &[u8], value: &[u8]) -> Option<UpstreamNodeConfig> {
             weight: value.weight,
         }),
         Ok(value) => {
-            tracing::warn!(key = %shown, weight = value.weight, "an instance's weight is over 100; it is left out");
+            tracing::warn!(key = %key_text, weight = value.weight, "an instance's weight is over 100; it is left out");
             None
         }
         Err(error) => {
             tracing::warn!(
-                key = %shown, %error,
+                key = %key_text, %error,
                 "an instance's value is not {{\"host\": ..., \"port\": ..., \"weight\": ...}}; it is left out"
             );
             None
@@ -266,6 +268,7 @@ pub async fn register(
         &registration.service,
         &registration.instance,
     );
+
     let value = serde_json::to_string(&registration.value)?;
     client
         .put(
@@ -280,6 +283,7 @@ pub async fn register(
         .lease_keep_alive(lease)
         .await
         .context("cannot renew the lease")?;
+
     let period = Duration::from_secs((registration.ttl_secs / 3).max(1) as u64);
     let renew = async {
         loop {
