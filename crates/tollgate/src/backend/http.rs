@@ -338,6 +338,8 @@ impl HttpClient {
         let mut tried: Vec<usize> = Vec::new();
         // The last node skipped because its address is in a denied range.
         let mut denied: Option<Authority> = None;
+        // Nodes the request was sent to; skipped nodes do not use up the retries.
+        let mut attempts = 0;
         loop {
             let Some(index) = set.pick(&tried, preferred, balancer, Instant::now()) else {
                 if let Some(authority) = denied {
@@ -366,8 +368,9 @@ impl HttpClient {
                 continue;
             }
             retarget(&mut request, backend, node);
+            attempts += 1;
             let retry = match &replay {
-                Some(body) if tried.len() <= balancer.retries => {
+                Some(body) if attempts <= balancer.retries => {
                     Some(copy_request(&request, body.clone()))
                 }
                 _ => None,
