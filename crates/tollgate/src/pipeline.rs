@@ -25,7 +25,7 @@ mod body;
 mod client_ip;
 pub mod cors;
 mod params;
-mod websocket;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,6 +105,7 @@ pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     client: Arc<HttpClient>,
     registry: Arc<Registry>,
+    relays: websocket::Relays,
     counters: Arc<Counters>,
     clock: Arc<dyn Clock>,
 }
@@ -133,6 +134,7 @@ impl Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             client: Arc::new(HttpClient::new(pool, guard)),
             registry,
+            relays: websocket::Relays::default(),
             counters,
             clock,
         }
@@ -161,9 +163,14 @@ impl Gateway {
         }
     }
 
-    /// The registry of microservice instances.
+    /// Returns the registry of microservice instances.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Returns the open WebSocket relays.
+    pub fn relays(&self) -> &websocket::Relays {
+        &self.relays
     }
 
     /// Returns the configuration snapshot that new requests use.
@@ -472,6 +479,7 @@ impl Gateway {
                             answer.response,
                             client_upgrade,
                             record.request_id,
+                            &self.relays,
                         ));
                     }
                 }

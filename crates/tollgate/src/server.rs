@@ -221,17 +221,26 @@ impl Server {
             Err(_) => unreachable!("the accept loops have ended and released their handles"),
         };
         let open = graceful.count();
+        let relays = self.gateway.relays();
         tracing::info!(
             open_connections = open,
+            open_websockets = relays.open(),
             grace_period_secs = self.grace_period.as_secs(),
             "shutting down"
         );
-        let finished = tokio::time::timeout(self.grace_period, graceful.shutdown())
+        // Upgraded connections have left hyper's connection tracking, so the WebSocket
+        // relays are waited for beside it, within the same grace period.
+        let drained = async { tokio::join!(graceful.shutdown(), relays.drain()) };
+        let finished = tokio::time::timeout(self.grace_period, drained)
             .await
             .is_ok();
         if !finished {
-            tracing::warn!("grace period over; closing the connections still open");
+            tracing::warn!(
+                open_websockets = relays.open(),
+                "grace period over; closing the connections and WebSockets still open"
+            );
             let _ = self.force_close.send(true);
+            relays.close_all().await;
         }
         for path in &self.unix_paths {
             if let Err(error) = std::fs::remove_file(path) {

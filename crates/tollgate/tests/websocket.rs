@@ -325,3 +325,65 @@ services:
         socket.close(None).await.unwrap();
     }
 }
+
+fn with_grace_period(backend: std::net::SocketAddr, secs: u64) -> String {
+    format!(
+        "server:\n  listen: [\"127.0.0.1:0\"]\n  access_log: {{ enabled: false }}\n  \
+         grace_period_secs: {secs}\n{}",
+        service(backend)
+    )
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_open_websockets() {
+    let mut gateway = TestGateway::start(&with_grace_period(echo_backend().await, 10)).await;
+    let url = format!("ws://{}/release/ws", gateway.addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let server = gateway.server.take().unwrap();
+    let shutdown = tokio::spawn(server.shutdown());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown did not wait for the WebSocket"
+    );
+    // The WebSocket still relays while the gateway drains.
+    socket.send(Message::text("draining")).await.unwrap();
+    assert_eq!(
+        socket.next().await.unwrap().unwrap(),
+        Message::text("draining")
+    );
+    socket.close(None).await.unwrap();
+    while socket.next().await.is_some() {}
+    drop(socket);
+    let finished = tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .expect("shutdown ends once the WebSocket closed")
+        .unwrap();
+    assert!(
+        finished,
+        "every connection finished within the grace period"
+    );
+}
+
+#[tokio::test]
+async fn websockets_close_when_the_grace_period_ends() {
+    let mut gateway = TestGateway::start(&with_grace_period(echo_backend().await, 1)).await;
+    let url = format!("ws://{}/release/ws", gateway.addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let server = gateway.server.take().unwrap();
+    let finished = tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+        .await
+        .expect("shutdown ends after the grace period");
+    assert!(
+        !finished,
+        "the WebSocket was still open at the end of the grace period"
+    );
+    // The client's connection is closed: the next read ends instead of waiting.
+    let next = tokio::time::timeout(Duration::from_secs(2), socket.next())
+        .await
+        .expect("the WebSocket was closed");
+    assert!(
+        !matches!(next, Some(Ok(Message::Text(_) | Message::Binary(_)))),
+        "{next:?}"
+    );
+}

@@ -5,12 +5,17 @@
 //! 101, both connections are upgraded and their bytes are copied both ways as they arrive,
 //! frames and close frames included, with no timeout and no buffering of whole messages.
 //! When either side closes or fails, the other side's connection is shut down.
+//!
+//! Relays are tracked, so a graceful shutdown waits for open WebSockets within its grace
+//! period, and closes the ones still open when it ends.
 
 use http::header::{HeaderMap, HeaderName};
 use http::Response;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::ResponseBody;
 use crate::access_log::RequestId;
@@ -30,14 +35,42 @@ pub fn check_handshake(headers: &HeaderMap) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// The open WebSocket relays, for shutdown.
+#[derive(Default)]
+pub struct Relays {
+    tracker: TaskTracker,
+    /// Cancelled when the grace period of a shutdown is over.
+    close: CancellationToken,
+}
+
+impl Relays {
+    /// Waits until every relay has ended; new relays can no longer start.
+    pub async fn drain(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    /// Closes the relays still open, and waits for them to end.
+    pub async fn close_all(&self) {
+        self.close.cancel();
+        self.drain().await;
+    }
+
+    pub fn open(&self) -> usize {
+        self.tracker.len()
+    }
+}
+
 /// Returns the backend's 101 for the client and relays the two upgraded connections.
 pub fn relay(
     mut backend_response: Response<Incoming>,
     client: OnUpgrade,
     request_id: RequestId,
+    relays: &Relays,
 ) -> Response<ResponseBody> {
     let backend = hyper::upgrade::on(&mut backend_response);
-    tokio::spawn(async move {
+    let close = relays.close.clone();
+    relays.tracker.spawn(async move {
         let (client, backend) = match tokio::join!(client, backend) {
             (Ok(client), Ok(backend)) => (client, backend),
             (Err(error), _) | (_, Err(error)) => {
@@ -47,7 +80,14 @@ pub fn relay(
         };
         let mut client = TokioIo::new(client);
         let mut backend = TokioIo::new(backend);
-        match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+        let copied = tokio::select! {
+            copied = tokio::io::copy_bidirectional(&mut client, &mut backend) => copied,
+            () = close.cancelled() => {
+                tracing::info!(%request_id, "WebSocket closed: the shutdown grace period is over");
+                return;
+            }
+        };
+        match copied {
             Ok((sent, received)) => tracing::debug!(
                 %request_id, bytes_to_backend = sent, bytes_to_client = received,
                 "WebSocket closed"
