@@ -158,6 +158,9 @@ pub struct BalanceSettings<'a> {
     pub health: &'a config::HealthConfig,
     pub scheme: config::BackendScheme,
     pub probe: ProbeTarget,
+    /// Appended to the stickiness cookie's name, so balancers that share settings (the
+    /// microservices of one API) each have their own cookie.
+    pub cookie_suffix: Option<String>,
 }
 
 /// How active checks reach nodes: as the APIs that use them do.
@@ -176,7 +179,10 @@ impl Balancer {
         nodes: Vec<Node>,
         registry_key: Option<ServiceKey>,
     ) -> anyhow::Result<Balancer> {
-        let sticky = settings.sticky.map(Sticky::new).transpose()?;
+        let sticky = settings
+            .sticky
+            .map(|sticky| Sticky::new(sticky, settings.cookie_suffix.as_deref()))
+            .transpose()?;
         Ok(Balancer {
             label,
             retries: settings.retries,
@@ -381,6 +387,7 @@ mod tests {
                     ca_file: None,
                     http2: false,
                 },
+                cookie_suffix: None,
             },
             nodes,
             None,

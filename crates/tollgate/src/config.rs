@@ -8,7 +8,7 @@ mod validate;
 pub use load::{finish, parse_str, read_file, Problem, Problems, Report};
 pub use model::*;
 pub use validate::{
-    is_host_name, normalize_mapping_prefix, parse_ip_range, resolve_secret, validate,
+    is_host_name, is_node_host, normalize_mapping_prefix, parse_ip_range, resolve_secret, validate,
 };
 
 use std::path::Path;

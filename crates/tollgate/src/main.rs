@@ -193,8 +193,6 @@ mod registry {
     }
 
     pub async fn register(args: RegisterArgs) -> anyhow::Result<()> {
-        anyhow::ensure!(args.weight <= 100, "--weight is 0 to 100");
-        anyhow::ensure!(args.ttl >= 2, "--ttl is at least 2 seconds");
         let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
         let stop = async move {

@@ -528,10 +528,11 @@ impl Gateway {
                         .map(|(_, value)| value),
                     None => None,
                 },
+                // Decoded as the query's values are, so `cou%70on` names `coupon` in both.
                 Location::Path(name) => captures
                     .iter()
                     .find(|(key, _)| key == name)
-                    .map(|(_, value)| value.clone()),
+                    .and_then(|(_, value)| params::percent_decode_path(value)),
             })
         };
         let (Some(namespace), Some(name)) = (read(namespace)?, read(name)?) else {

@@ -305,6 +305,7 @@ fn compile_upstreams(config: &Config) -> anyhow::Result<Upstreams> {
             health: &upstream.health,
             scheme: upstream.scheme,
             probe: upstream_probe(config, upstream),
+            cookie_suffix: None,
         };
         let label = format!("upstream `{}`", upstream.id);
         let balancer = Balancer::new(label, settings, nodes, None)
@@ -794,13 +795,13 @@ fn compile_microservice_backend(
         http2: false,
     };
     let http = compile_http_backend(&http, upstreams)?;
-    let locations = microservice_locations(api, micro);
-    if let Err(error) = &locations {
+    let locations = microservice_locations(api, micro).map_err(|(error, reason)| {
         tracing::warn!(
-            api = %api.id,
+            service = %service_id, api = %api.id, %reason,
             "the microservice backend's settings cannot be used; its requests get 481 {error}"
         );
-    }
+        error
+    });
     let mut services = HashMap::new();
     for service in &micro.microservices {
         let key: ServiceKey = (service.namespace.clone(), service.name.clone());
@@ -814,6 +815,7 @@ fn compile_microservice_backend(
                 ca_file: None,
                 http2: false,
             },
+            cookie_suffix: Some(cookie_suffix(&key)),
         };
         let label = format!(
             "microservice `{}/{}` of API `{}` in service `{service_id}`",
@@ -829,30 +831,58 @@ fn compile_microservice_backend(
     })
 }
 
+/// Returns the suffix of a microservice's stickiness cookie: 8 hex digits of a digest of its
+/// namespace and name, which may hold characters a cookie name cannot.
+fn cookie_suffix(key: &ServiceKey) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}/{}", key.0, key.1).as_bytes());
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Reads where a microservice API finds the namespace and microservice name, with the
 /// product's 481 for settings that cannot be used.
 fn microservice_locations(
     api: &ApiConfig,
     micro: &config::MicroserviceBackendConfig,
-) -> Result<[Location; 2], GatewayError> {
-    let (Some(namespace), Some(service)) = (&micro.namespace_location, &micro.service_location)
+) -> Result<[Location; 2], (GatewayError, String)> {
+    let (Some(namespace_text), Some(service_text)) =
+        (&micro.namespace_location, &micro.service_location)
     else {
-        return Err(GatewayError::MicroServiceLocationMissing);
+        return Err((
+            GatewayError::MicroServiceLocationMissing,
+            "set both `namespace_location` and `service_location`".to_string(),
+        ));
     };
-    let (Some(namespace), Some(service)) = (Location::parse(namespace), Location::parse(service))
-    else {
-        return Err(GatewayError::MicroServiceLocationMalformed);
+    let malformed = |text: &str| {
+        (
+            GatewayError::MicroServiceLocationMalformed,
+            format!("`{text}` is not method.req.{{header,query,path}}.NAME"),
+        )
     };
-    let in_path = |location: &Location| match location {
-        Location::Path(name) => api.path.contains(&format!("{{{name}}}")),
-        _ => true,
-    };
-    let usable = micro
+    let namespace = Location::parse(namespace_text).ok_or_else(|| malformed(namespace_text))?;
+    let service = Location::parse(service_text).ok_or_else(|| malformed(service_text))?;
+    let unusable = |reason: String| (GatewayError::TsfConfig, reason);
+    if micro.microservices.is_empty() {
+        return Err(unusable("`microservices` lists none".to_string()));
+    }
+    if let Some(index) = micro
         .microservices
         .iter()
-        .all(|service| !service.namespace.is_empty() && !service.name.is_empty());
-    if micro.microservices.is_empty() || !usable || !in_path(&namespace) || !in_path(&service) {
-        return Err(GatewayError::TsfConfig);
+        .position(|service| service.namespace.is_empty() || service.name.is_empty())
+    {
+        return Err(unusable(format!(
+            "`microservices[{index}]` has an empty namespace or name"
+        )));
+    }
+    for location in [&namespace, &service] {
+        if let Location::Path(name) = location {
+            if !api.path.contains(&format!("{{{name}}}")) {
+                return Err(unusable(format!(
+                    "the frontend path `{}` has no `{{{name}}}`",
+                    api.path
+                )));
+            }
+        }
     }
     Ok([namespace, service])
 }

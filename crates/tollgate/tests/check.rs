@@ -311,7 +311,8 @@ fn schema_describes_the_config_keys() {
 
 const BAD_BALANCING: &str = r#"upstreams:
   - id: shop
-    nodes: [{ host: 127.0.0.1, port: 8080 }, { host: 127.0.0.1, port: 8080, weight: 5 }]
+    nodes: [{ host: 127.0.0.1, port: 8080 }, { host: 127.0.0.1, port: 8080, weight: 5 },
+            { host: "2130706433", port: 0 }]
     sticky: { cookie: tg, header: X-User }
     health:
       http_failure_threshold: 300
@@ -352,6 +353,8 @@ fn check_reports_balancing_and_registry_problems() {
     let expected = [
         "upstreams[0].sticky: give `cookie` (a cookie the gateway sets) or `header`",
         "upstreams[0].nodes[1]: `127.0.0.1:8080` is listed twice",
+        "upstreams[0].nodes[2].host: `2130706433` is not a host name or IP address",
+        "upstreams[0].nodes[2].port: the port is 1 to 65535",
         "upstreams[0].health.http_failure_threshold: 300 is out of range: 0 to 254",
         "upstreams[0].health.healthy_threshold: 0 is out of range: 1 to 254",
         "upstreams[0].health.unhealthy_http_status: 42 is not an HTTP status",
@@ -429,4 +432,44 @@ services:
         ),
         "{stderr}"
     );
+}
+
+#[test]
+fn one_bad_upstream_hides_no_other_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upstreams.yaml");
+    std::fs::write(
+        &file,
+        r#"upstreams:
+  - id: good
+    nodes: [{ host: 127.0.0.1, port: 8080 }]
+  - id: typed
+    nodes: [{ host: 127.0.0.1, port: 70000 }]
+  - id: ranged
+    nodes: [{ host: 127.0.0.1, port: 8081 }]
+    health: { healthy_threshold: 0 }
+services:
+  - id: service-ups00003
+    name: users
+    default_domains: [users.example.com]
+    environments:
+      release: {}
+    apis:
+      - { id: api-good0001, name: good, path: /a, backend: { type: http, upstream: good } }
+      - { id: api-typed001, name: typed, path: /b, backend: { type: http, upstream: typed } }
+"#,
+    )
+    .unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("upstreams[1].nodes[0].port: invalid value: integer `70000`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("upstreams[2].health.healthy_threshold: 0 is out of range"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no upstream has the id"), "{stderr}");
+    assert!(stderr.contains("2 problems"), "{stderr}");
 }

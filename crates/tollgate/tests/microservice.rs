@@ -288,3 +288,63 @@ async fn a_reload_applies_the_static_registry() {
     let body = get(&gateway, "/release/crgt/coupon/service", &[]).await.1;
     assert_eq!(served_by(&body).0, after.addr.to_string());
 }
+
+#[tokio::test]
+async fn microservice_names_are_decoded_in_the_path() {
+    let backend = TestBackend::echo().await;
+    let registry = format!(
+        "    - {{ namespace: crgt, name: coupon, instances: [{}] }}",
+        instance(&backend, 10)
+    );
+    let gateway = TestGateway::start(&config(&registry)).await;
+    let (status, body) = get(&gateway, "/release/crgt/cou%70on/service", &[]).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn each_microservice_has_its_own_sticky_cookie() {
+    let backends = [TestBackend::echo().await, TestBackend::echo().await];
+    let instances = format!(
+        "[{}, {}]",
+        instance(&backends[0], 1),
+        instance(&backends[1], 1)
+    );
+    let registry = format!(
+        "    - {{ namespace: crgt, name: coupon, instances: {instances} }}\n\
+         \x20   - {{ namespace: crgt, name: flaky, instances: {instances} }}"
+    );
+    let yaml = config(&registry).replace(
+        "health: { enable_passive_check: true, http_failure_threshold: 1, unhealthy_timeout_secs: 60 }",
+        "sticky: { cookie: ms_node }",
+    );
+    assert!(yaml.contains("ms_node"));
+    let gateway = TestGateway::start(&yaml).await;
+    let cookie_of = |response: &reqwest::Response| {
+        let set = response.headers()["set-cookie"].to_str().unwrap();
+        set.split(';').next().unwrap().to_string()
+    };
+    let call = |path: &'static str, cookies: String| {
+        let request = client()
+            .get(gateway.url(path))
+            .header("host", "ms.example.com")
+            .header("cookie", cookies);
+        async move { request.send().await.unwrap() }
+    };
+    let coupon = call("/release/crgt/coupon/service", String::new()).await;
+    let coupon_cookie = cookie_of(&coupon);
+    let coupon_node = served_by(&coupon.text().await.unwrap()).0;
+    let flaky = call("/release/crgt/flaky/service", String::new()).await;
+    let flaky_cookie = cookie_of(&flaky);
+    let (coupon_name, _) = coupon_cookie.split_once('=').unwrap();
+    let (flaky_name, _) = flaky_cookie.split_once('=').unwrap();
+    assert!(coupon_name.starts_with("ms_node_"), "{coupon_name}");
+    assert_ne!(coupon_name, flaky_name);
+    // A client holding both cookies stays on its coupon node while it calls both.
+    let both = format!("{coupon_cookie}; {flaky_cookie}");
+    for _ in 0..3 {
+        let response = call("/release/crgt/flaky/service", both.clone()).await;
+        assert_eq!(response.status(), 200);
+        let response = call("/release/crgt/coupon/service", both.clone()).await;
+        assert_eq!(served_by(&response.text().await.unwrap()).0, coupon_node);
+    }
+}

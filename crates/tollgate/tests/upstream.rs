@@ -748,3 +748,72 @@ async fn a_connect_timeout_moves_on_to_the_next_node() {
     }
     drop(listener);
 }
+
+#[tokio::test]
+async fn a_node_named_into_a_denied_range_is_skipped() {
+    // `localhost` resolves into the denied ranges; the other node is on 127.0.0.2.
+    let live = TestBackend::start_on("127.0.0.2", |request: Request<Incoming>| async move {
+        common::echo(request).await
+    })
+    .await;
+    let nodes = format!(
+        "{{ host: localhost, port: {0}, weight: 100 }}, {{ host: 127.0.0.2, port: {0}, weight: 1 }}",
+        live.addr.port()
+    );
+    let yaml = format!(
+        "server:\n  listen: [\"127.0.0.1:0\"]\n  access_log: {{ enabled: false }}\n  \
+         backend_denied_ranges: [127.0.0.1/32, \"::1/128\"]\n{}",
+        config_with(&nodes, "retries: 0")
+    );
+    let gateway = TestGateway::start(&yaml).await;
+    for _ in 0..4 {
+        let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(served_by(&body), live.addr.to_string());
+    }
+}
+
+#[tokio::test]
+async fn active_failures_during_a_passive_outage_keep_the_node_out() {
+    let health = Arc::new(AtomicU16::new(200));
+    let flag = health.clone();
+    // `/health` answers the status the test sets; every other request fails with 500.
+    let sick = TestBackend::start(move |request: Request<Incoming>| {
+        let health = flag.clone();
+        async move {
+            let status = if request.uri().path() == "/health" {
+                health.load(Ordering::SeqCst)
+            } else {
+                500
+            };
+            let mut response = Response::new(full("sick"));
+            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+            response
+        }
+    })
+    .await;
+    let healthy = TestBackend::echo().await;
+    let gateway = TestGateway::start(&config_with(
+        &nodes(&[&sick, &healthy]),
+        "health: { enable_passive_check: true, enable_active_check: true, \
+         active_check_http_path: /health, active_check_interval_secs: 1, \
+         http_failure_threshold: 1, unhealthy_timeout_secs: 1 }",
+    ))
+    .await;
+    // A real request fails: the node is out for the 1 s unhealthy timeout.
+    let mut first = Vec::new();
+    for _ in 0..2 {
+        first.push(call(&gateway, reqwest::Method::GET, "").await.0);
+    }
+    assert!(first.contains(&500), "{first:?}");
+    // Its checks now fail too, which keeps it out past the unhealthy timeout.
+    health.store(503, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..6 {
+        let (status, body) = call(&gateway, reqwest::Method::GET, "").await;
+        assert_eq!(
+            status, 200,
+            "the node came back while failing its checks: {body}"
+        );
+    }
+}

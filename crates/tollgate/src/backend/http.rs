@@ -318,7 +318,16 @@ impl HttpClient {
             let (parts, body) = request.into_parts();
             let remaining = deadline.saturating_duration_since(Instant::now());
             let bytes = match tokio::time::timeout(remaining, body.collect()).await {
-                Err(_) => return Err(timed_out(timeout, started)),
+                Err(_) => {
+                    return Err(Failure {
+                        error: GatewayError::GatewayTimeout,
+                        cause: format!(
+                            "the client's body did not arrive within {} s; no node was called",
+                            timeout.as_secs()
+                        ),
+                        upstream_time: started.elapsed(),
+                    })
+                }
                 Ok(Err(error)) => return Err(body_failed(&*error, started)),
                 Ok(Ok(collected)) => collected.to_bytes(),
             };
@@ -340,6 +349,8 @@ impl HttpClient {
         let mut denied: Option<Authority> = None;
         // Nodes the request was sent to; skipped nodes do not use up the retries.
         let mut attempts = 0;
+        // The cause of the last node's failure, for the log when none is left.
+        let mut last_failure: Option<String> = None;
         loop {
             let Some(index) = set.pick(&tried, preferred, balancer, Instant::now()) else {
                 if let Some(authority) = denied {
@@ -349,10 +360,13 @@ impl HttpClient {
                         upstream_time: Duration::ZERO,
                     });
                 }
-                let cause = if tried.is_empty() {
-                    format!("every node of {} is out", balancer.label)
-                } else {
-                    format!("no node of {} is left to try", balancer.label)
+                let cause = match &last_failure {
+                    _ if tried.is_empty() => format!("every node of {} is out", balancer.label),
+                    Some(last) => format!(
+                        "no node of {} is left to try; the last one failed: {last}",
+                        balancer.label
+                    ),
+                    None => format!("no node of {} is left to try", balancer.label),
                 };
                 return Err(Failure {
                     error: GatewayError::BadGateway,
@@ -369,10 +383,11 @@ impl HttpClient {
             }
             retarget(&mut request, backend, node);
             attempts += 1;
+            // A node given by name may resolve only to denied addresses, which sends nothing,
+            // so its request is kept even when the retries are used up.
+            let keep = attempts <= balancer.retries || node.literal_ip.is_none();
             let retry = match &replay {
-                Some(body) if attempts <= balancer.retries => {
-                    Some(copy_request(&request, body.clone()))
-                }
+                Some(body) if keep => Some(copy_request(&request, body.clone())),
                 _ => None,
             };
             let pending = self.send(backend, request)?;
@@ -410,6 +425,7 @@ impl HttpClient {
                     return Err(failure);
                 };
                 denied = Some(node.authority.clone());
+                attempts -= 1;
                 request = copy;
                 continue;
             }
@@ -421,11 +437,21 @@ impl HttpClient {
             // Past the connection, the backend may have acted on the request: only an
             // idempotent one is sent again.
             match retry {
-                Some(copy) if error.is_connect() || idempotent => {
-                    tracing::info!(
-                        balancer = %balancer.label, node = %node.authority,
-                        cause = %failure.cause, "node failed; trying another"
-                    );
+                Some(copy)
+                    if attempts <= balancer.retries && (error.is_connect() || idempotent) =>
+                {
+                    match balancer.failure_log.allow() {
+                        Some(held_back) => tracing::warn!(
+                            balancer = %balancer.label, node = %node.authority,
+                            cause = %failure.cause, similar_warnings_held_back = held_back,
+                            "node failed; trying another"
+                        ),
+                        None => tracing::debug!(
+                            balancer = %balancer.label, node = %node.authority,
+                            cause = %failure.cause, "node failed; trying another"
+                        ),
+                    }
+                    last_failure = Some(format!("{}: {}", node.authority, failure.cause));
                     request = copy;
                 }
                 _ => {

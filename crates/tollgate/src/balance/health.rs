@@ -123,16 +123,26 @@ impl HealthPolicy {
             }
             Some(failure) => {
                 state.successes = 0;
-                if state.down.is_some() {
+                if matches!(state.down, Some(Down::UntilChecksPass)) {
                     return;
                 }
+                // Failures count during a passive outage too, so a node that fails its
+                // checks does not come back when the unhealthy timeout ends.
                 if let Some(reason) = self.count(&mut state.active, failure) {
+                    let already_out = state.down.is_some();
                     state.take_out(Down::UntilChecksPass);
                     health.down.store(true, Ordering::Release);
-                    tracing::warn!(
-                        balancer = label, %node, reason = %reason,
-                        "node taken out by active health checks"
-                    );
+                    if already_out {
+                        tracing::warn!(
+                            balancer = label, %node, reason = %reason,
+                            "node kept out by active health checks until they pass"
+                        );
+                    } else {
+                        tracing::warn!(
+                            balancer = label, %node, reason = %reason,
+                            "node taken out by active health checks"
+                        );
+                    }
                 }
             }
         }

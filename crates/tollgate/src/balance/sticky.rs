@@ -51,9 +51,14 @@ pub enum Claim {
 }
 
 impl Sticky {
-    pub fn new(config: &StickyConfig) -> anyhow::Result<Sticky> {
+    /// Builds the stickiness of one balancer. `cookie_suffix` tells apart the cookies of
+    /// balancers that share a configuration, such as the microservices of one API.
+    pub fn new(config: &StickyConfig, cookie_suffix: Option<&str>) -> anyhow::Result<Sticky> {
         let by = match (&config.cookie, &config.header) {
-            (Some(cookie), None) => By::Cookie(cookie.clone()),
+            (Some(cookie), None) => By::Cookie(match cookie_suffix {
+                Some(suffix) => format!("{cookie}_{suffix}"),
+                None => cookie.clone(),
+            }),
             (None, Some(header)) => By::Header(HeaderName::from_bytes(header.as_bytes())?),
             _ => bail!("stickiness needs `cookie` or `header`, not both"),
         };
@@ -79,7 +84,7 @@ impl Sticky {
     pub fn claim(&self, headers: &HeaderMap) -> Claim {
         match &self.by {
             By::Cookie(name) => Claim::Cookie(find_cookie(headers, name)),
-            By::Header(name) => match headers.get(name) {
+            By::Header(name) => match headers.get(name).filter(|value| !value.is_empty()) {
                 Some(value) => {
                     let mut hasher = DefaultHasher::new();
                     value.as_bytes().hash(&mut hasher);
@@ -136,6 +141,11 @@ impl Sticky {
                         .retain(|_, (_, used)| now.duration_since(*used) < timeout);
                     table.swept = Some(now);
                     if table.entries.len() >= MAX_ENTRIES {
+                        tracing::warn!(
+                            entries = MAX_ENTRIES,
+                            "the stickiness table is full; new header values are balanced \
+                             without stickiness until entries expire"
+                        );
                         return None;
                     }
                 }
@@ -147,16 +157,21 @@ impl Sticky {
     }
 }
 
-/// Finds a cookie's value in the request's `Cookie` headers.
+/// Finds a cookie's value in the request's `Cookie` headers. Other cookies may hold bytes
+/// that are not ASCII, so the header is split as bytes.
 fn find_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim().to_string())
+        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| {
+            let pair = pair.trim_ascii();
+            let at = pair.iter().position(|&b| b == b'=')?;
+            Some((&pair[..at], &pair[at + 1..]))
+        })
+        .find(|(key, _)| *key == name.as_bytes())
+        .and_then(|(_, value)| std::str::from_utf8(value.trim_ascii()).ok())
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -164,11 +179,14 @@ mod tests {
     use super::*;
 
     fn sticky(cookie: Option<&str>, header: Option<&str>) -> Sticky {
-        Sticky::new(&StickyConfig {
-            cookie: cookie.map(str::to_string),
-            header: header.map(str::to_string),
-            timeout_secs: 60,
-        })
+        Sticky::new(
+            &StickyConfig {
+                cookie: cookie.map(str::to_string),
+                header: header.map(str::to_string),
+                timeout_secs: 60,
+            },
+            None,
+        )
         .unwrap()
     }
 
@@ -178,6 +196,10 @@ mod tests {
         headers.insert(COOKIE, HeaderValue::from_static("a=1; tg_node=abc ; b=2"));
         assert_eq!(find_cookie(&headers, "tg_node").as_deref(), Some("abc"));
         assert_eq!(find_cookie(&headers, "tg"), None);
+        // Another cookie's UTF-8 bytes do not hide this one.
+        let mixed = HeaderValue::from_bytes("user=José; tg_node=abc".as_bytes()).unwrap();
+        headers.insert(COOKIE, mixed);
+        assert_eq!(find_cookie(&headers, "tg_node").as_deref(), Some("abc"));
     }
 
     #[test]
@@ -216,6 +238,6 @@ mod tests {
             header: Some("b".into()),
             timeout_secs: 1,
         };
-        assert!(Sticky::new(&both).is_err());
+        assert!(Sticky::new(&both, None).is_err());
     }
 }

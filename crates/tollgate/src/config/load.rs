@@ -14,7 +14,7 @@ use serde_norway::Value;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
-use super::model::{ApiConfig, Config, ServerConfig, ServiceConfig};
+use super::model::{ApiConfig, Config, ServerConfig, ServiceConfig, UpstreamConfig};
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +72,11 @@ pub struct Report {
     service_positions: Vec<usize>,
     /// Position in the file of each API kept, by service path.
     api_positions: HashMap<String, Vec<usize>>,
+    /// Ids of upstreams that failed to deserialize, so APIs naming them are not also
+    /// reported.
+    unparsed_upstreams: HashSet<String>,
+    /// Position in the file of each upstream kept.
+    upstream_positions: Vec<usize>,
 }
 
 impl Report {
@@ -82,7 +87,20 @@ impl Report {
             unparsed_apis: HashSet::new(),
             service_positions: Vec::new(),
             api_positions: HashMap::new(),
+            unparsed_upstreams: HashSet::new(),
+            upstream_positions: Vec::new(),
         }
+    }
+
+    /// Returns the path of the `index`th upstream kept, as it is in the file.
+    pub fn upstream_path(&self, index: usize) -> String {
+        let position = self.upstream_positions.get(index).copied().unwrap_or(index);
+        format!("upstreams[{position}]")
+    }
+
+    /// Returns true when an upstream `id` failed to deserialize and was reported already.
+    pub fn is_unparsed_upstream(&self, id: &str) -> bool {
+        self.unparsed_upstreams.contains(id)
     }
 
     /// Returns the path of the `index`th service kept, as it is in the file.
@@ -230,7 +248,7 @@ fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
     let key_pair_auth =
         take("key_pair_auth").and_then(|v| deserialize_at(v, "key_pair_auth", report));
     let counters = take("counters").and_then(|v| deserialize_at(v, "counters", report));
-    let upstreams = take("upstreams").and_then(|v| deserialize_at(v, "upstreams", report));
+    let upstreams = take("upstreams").and_then(|value| deserialize_upstreams(value, report));
     let registry = take("registry").and_then(|v| deserialize_at(v, "registry", report));
     for (key, _) in root {
         let key = serde_norway::to_string(&key).unwrap_or_default();
@@ -253,6 +271,30 @@ fn deserialize_config(root: Value, report: &mut Report) -> Option<Config> {
         upstreams: upstreams.unwrap_or_default(),
         registry: registry.unwrap_or_default(),
     })
+}
+
+/// Deserializes upstreams one by one, so that one bad upstream hides neither the others nor
+/// its own id.
+fn deserialize_upstreams(value: Value, report: &mut Report) -> Option<Vec<UpstreamConfig>> {
+    let Value::Sequence(items) = value else {
+        return deserialize_at(value, "upstreams", report);
+    };
+    let mut upstreams = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let id = item.get("id").and_then(Value::as_str).map(str::to_string);
+        match deserialize_at::<UpstreamConfig>(item, &format!("upstreams[{index}]"), report) {
+            Some(upstream) => {
+                upstreams.push(upstream);
+                report.upstream_positions.push(index);
+            }
+            None => {
+                if let Some(id) = id {
+                    report.unparsed_upstreams.insert(id);
+                }
+            }
+        }
+    }
+    Some(upstreams)
 }
 
 fn deserialize_service(item: Value, path: &str, report: &mut Report) -> Option<ServiceConfig> {
@@ -305,6 +347,7 @@ fn deserialize_at<T: DeserializeOwned>(value: Value, path: &str, report: &mut Re
             let full = match (path.is_empty(), inner.as_str()) {
                 (_, ".") => path.to_string(),
                 (true, _) => inner,
+                (false, inner) if inner.starts_with('[') => format!("{path}{inner}"),
                 (false, _) => format!("{path}.{inner}"),
             };
             report.push(full, error.into_inner().to_string());

@@ -65,7 +65,7 @@ pub fn validate(config: &Config, report: &mut Report) {
 fn validate_upstreams(config: &Config, report: &mut Report) {
     let mut ids = HashSet::new();
     for (index, upstream) in config.upstreams.iter().enumerate() {
-        let path = format!("upstreams[{index}]");
+        let path = report.upstream_path(index);
         if !is_object_id(&upstream.id) {
             report.push(
                 format!("{path}.id"),
@@ -106,7 +106,7 @@ fn validate_upstreams(config: &Config, report: &mut Report) {
         for (api_index, api) in service.apis.iter().enumerate() {
             if let BackendConfig::Http(http) = &api.backend {
                 if let Some(id) = &http.upstream {
-                    if !known.contains(id.as_str()) {
+                    if !known.contains(id.as_str()) && !report.is_unparsed_upstream(id) {
                         let service_path = report.service_path(service_index);
                         report.push(
                             format!(
@@ -140,7 +140,7 @@ fn validate_probe_targets(config: &Config, report: &mut Report) {
         }
         if ways.len() > 1 {
             report.push(
-                format!("upstreams[{index}].health.enable_active_check"),
+                format!("{}.health.enable_active_check", report.upstream_path(index)),
                 format!(
                     "the APIs using upstream `{}` reach it in different ways (scheme, \
                      `ca_file` or `http2`), so active checks cannot reach it as all of them \
@@ -176,12 +176,14 @@ fn validate_node(node: &UpstreamNodeConfig, path: &str, report: &mut Report) {
             format!("{} is out of range: weights are 0 to 100", node.weight),
         );
     }
-    let host_ok = node.host.parse::<std::net::IpAddr>().is_ok() || is_host_name(&node.host);
-    if !host_ok {
+    if !is_node_host(&node.host) {
         report.push(
             format!("{path}.host"),
             format!("`{}` is not a host name or IP address", node.host),
         );
+    }
+    if node.port == 0 {
+        report.push(format!("{path}.port"), "the port is 1 to 65535");
     }
 }
 
@@ -372,10 +374,13 @@ fn validate_registry(registry: &RegistryConfig, report: &mut Report) {
                     format!("`{}` must start and end with `/`", etcd.prefix),
                 );
             }
-            if etcd.connect_timeout_secs == 0 {
+            if !(1..=300).contains(&etcd.connect_timeout_secs) {
                 report.push(
                     "registry.connect_timeout_secs",
-                    "the timeout is at least 1 second",
+                    format!(
+                        "{} is out of range: 1 to 300 seconds",
+                        etcd.connect_timeout_secs
+                    ),
                 );
             }
             if etcd.password.is_some() && etcd.username.is_none() {
@@ -1284,6 +1289,29 @@ pub(super) fn is_object_id(id: &str) -> bool {
 
 fn is_service_name(name: &str) -> bool {
     (1..=50).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// True for an IP address or a host name a node can have: lower-case DNS labels of 1 to 63
+/// letters, digits and inner `-`, the last one not all digits (so `2130706433` and
+/// `0177.0.0.1`, which some resolvers read as IP addresses, are not names).
+pub fn is_node_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let label_ok = |label: &&str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    host.len() <= 253
+        && labels.iter().all(label_ok)
+        && labels
+            .last()
+            .is_some_and(|last| !last.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// True for a lower-case DNS name of letters, digits, `-` and `.`.

@@ -223,6 +223,17 @@ fn drop_query_keys(uri: &mut Uri, keys: &[&str]) -> Result<(), GatewayError> {
 }
 
 fn percent_decode(text: &str) -> Option<String> {
+    decode(text, true)
+}
+
+/// Decodes a path segment: `%XX` escapes only, since `+` is a plain character in paths.
+pub(super) fn percent_decode_path(text: &str) -> Option<String> {
+    decode(text, false)
+}
+
+/// Decodes `%XX` escapes, and `+` as a space when `plus_is_space`; `None` for a broken
+/// escape or bytes that are not UTF-8.
+fn decode(text: &str, plus_is_space: bool) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -236,7 +247,7 @@ fn percent_decode(text: &str) -> Option<String> {
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 index += 3;
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 index += 1;
             }

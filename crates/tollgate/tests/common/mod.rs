@@ -153,7 +153,16 @@ impl TestBackend {
         F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Response<TestBody>> + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TestBackend::start_on("127.0.0.1", handler).await
+    }
+
+    /// Starts a backend on a free port of `ip`, a loopback address.
+    pub async fn start_on<F, Fut>(ip: &str, handler: F) -> TestBackend
+    where
+        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response<TestBody>> + Send + 'static,
+    {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = connections.clone();
