@@ -172,7 +172,7 @@ async fn an_etcd_outage_keeps_the_last_known_instances() {
         .wait_for_log(|line| {
             line["message"]
                 .as_str()
-                .is_some_and(|m| m.starts_with("etcd cannot be reached"))
+                .is_some_and(|m| m.starts_with("cannot read the registry from etcd"))
         })
         .await;
     let started = Instant::now();
@@ -188,7 +188,7 @@ async fn an_etcd_outage_keeps_the_last_known_instances() {
         .filter(|line| {
             line["message"]
                 .as_str()
-                .is_some_and(|m| m.starts_with("etcd cannot be reached"))
+                .is_some_and(|m| m.starts_with("cannot read the registry from etcd"))
         })
         .count();
     assert_eq!(outages, 1, "an outage is logged once");
@@ -327,4 +327,118 @@ async fn a_reload_keeps_the_registry_the_gateway_started_with() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(node.as_deref(), Some(addr.as_str()));
     }
+}
+
+#[tokio::test]
+async fn oversized_values_do_not_stop_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdServer::start(dir.path());
+    let backend = TestBackend::echo().await;
+    let addr = backend.addr.to_string();
+    let mut etcd_client = Client::connect([etcd.endpoint()], None).await.unwrap();
+    // Five values of 1 MB make a listing larger than gRPC's default 4 MiB message limit.
+    let padding = "a".repeat(1_000_000);
+    for index in 0..5 {
+        let value = format!(
+            r#"{{"host":"127.0.0.1","port":{},"meta":"{padding}"}}"#,
+            backend.addr.port()
+        );
+        etcd_client
+            .put(format!("{KEY_PREFIX}big{index}"), value, None)
+            .await
+            .unwrap();
+    }
+    etcd_client
+        .put(format!("{KEY_PREFIX}small"), value(&backend), None)
+        .await
+        .unwrap();
+    let gateway = GatewayProcess::start(&config(&etcd)).await;
+    until(&gateway, Duration::from_secs(5), |status, node| {
+        status == 200 && node == Some(addr.as_str())
+    })
+    .await;
+    let warnings: Vec<String> = gateway
+        .logs()
+        .iter()
+        .filter(|line| line["level"] == "WARN")
+        .map(|line| line.to_string())
+        .collect();
+    assert_eq!(warnings.len(), 5, "{warnings:#?}");
+    assert!(
+        warnings.iter().all(|line| line.len() < 1000),
+        "a warning quotes the large value: {warnings:#?}"
+    );
+}
+
+#[tokio::test]
+async fn register_survives_an_etcd_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = EtcdServer::start(dir.path());
+    let gateway = GatewayProcess::start(&config(&etcd)).await;
+    let backend = TestBackend::echo().await;
+    let addr = backend.addr.to_string();
+    let port = backend.addr.port().to_string();
+    let endpoint = etcd.endpoint();
+    let register = |args: &[&str]| {
+        let mut all = vec!["register", "--etcd", &endpoint, "--namespace", "crgt"];
+        all.extend_from_slice(args);
+        tollgate(&all)
+    };
+
+    // Names with `/` would shift the key into another microservice.
+    let output = register(&[
+        "--service",
+        "coupon/extra",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+    ])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--service `coupon/extra` must be non-empty and without `/`"),
+        "{stderr}"
+    );
+    let output = register(&["--service", "coupon", "--host", "127.0.0.1", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+
+    let mut registered = register(&[
+        "--service",
+        "coupon",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--ttl",
+        "4",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    until(&gateway, Duration::from_secs(10), |status, node| {
+        status == 200 && node == Some(addr.as_str())
+    })
+    .await;
+
+    // etcd restarts; the command registers the instance again under a new lease, so it is
+    // still there after the old lease would have expired.
+    etcd.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    etcd.restart();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(registered.try_wait().unwrap().is_none(), "register exited");
+    until(&gateway, Duration::from_secs(5), |status, node| {
+        status == 200 && node == Some(addr.as_str())
+    })
+    .await;
+    let (listing, _) = etcd.ctl(&["get", "--prefix", KEY_PREFIX, "--keys-only"]);
+    assert!(listing.contains(&format!("127.0.0.1:{port}")), "{listing}");
+    let _ = registered.kill();
+    let _ = registered.wait();
 }
