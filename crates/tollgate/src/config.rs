@@ -88,7 +88,5 @@ fn resolve_relative_paths(config: &mut Config, base: &Path) {
             }
         }
     }
-    if let RegistryConfig::Etcd(etcd) = &mut config.registry {
-        etcd.password.iter_mut().for_each(rebase_secret);
-    }
+    config.registry.password.iter_mut().for_each(rebase_secret);
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{RegistryConfig, UpstreamNodeConfig};
+use crate::config::{RegistryConfig, RegistryKind, UpstreamNodeConfig};
 
 /// A microservice: namespace code and name.
 pub type ServiceKey = (String, String);
@@ -80,9 +80,9 @@ impl Registry {
 
     /// Loads the static registry's services; an etcd registry is filled by its watch.
     pub fn load_static(&self, config: &RegistryConfig) {
-        if let RegistryConfig::Static { services } = config {
+        if config.kind == RegistryKind::Static {
             let mut map: HashMap<ServiceKey, Vec<UpstreamNodeConfig>> = HashMap::new();
-            for service in services {
+            for service in &config.services {
                 map.entry((service.namespace.clone(), service.name.clone()))
                     .or_default()
                     .extend(service.instances.iter().cloned());

@@ -288,7 +288,10 @@ impl Reloader {
             .for_each(oauth::spawn_refresh);
         // The registry's kind and etcd settings need a restart; a static list reloads.
         match (&self.registry, &config.registry) {
-            (config::RegistryConfig::Static { .. }, config::RegistryConfig::Static { .. }) => {
+            (started, now)
+                if started.kind == config::RegistryKind::Static
+                    && now.kind == config::RegistryKind::Static =>
+            {
                 self.gateway.registry().load_static(&config.registry);
             }
             (started, now)
@@ -316,18 +319,20 @@ fn watch_registry(
     config: &config::RegistryConfig,
     registry: &Arc<Registry>,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
-    match config {
-        config::RegistryConfig::Static { .. } => Ok(None),
-        #[cfg(feature = "etcd")]
-        config::RegistryConfig::Etcd(etcd) => Ok(Some(crate::discovery::etcd::spawn_watch(
-            etcd.clone(),
+    let Some(etcd) = config.etcd() else {
+        return Ok(None);
+    };
+    #[cfg(feature = "etcd")]
+    {
+        Ok(Some(crate::discovery::etcd::spawn_watch(
+            etcd,
             registry.clone(),
-        ))),
-        #[cfg(not(feature = "etcd"))]
-        config::RegistryConfig::Etcd(_) => {
-            let _ = registry;
-            anyhow::bail!("this build has no etcd registry: build with `--features etcd`")
-        }
+        )))
+    }
+    #[cfg(not(feature = "etcd"))]
+    {
+        let _ = (etcd, registry);
+        anyhow::bail!("this build has no etcd registry: build with `--features etcd`")
     }
 }
 

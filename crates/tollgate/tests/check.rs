@@ -473,3 +473,34 @@ services:
     assert!(!stderr.contains("no upstream has the id"), "{stderr}");
     assert!(stderr.contains("2 problems"), "{stderr}");
 }
+
+#[test]
+fn registry_problems_name_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("registry.yaml");
+    // `type` defaults to `static`.
+    std::fs::write(
+        &file,
+        "registry:\n  services:\n    - { namespace: a, name: b, instances: [{ host: 127.0.0.1, port: 99999 }] }\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "line 3: registry.services[0].instances[0].port: invalid value: integer `99999`"
+        ),
+        "{stderr}"
+    );
+    std::fs::write(
+        &file,
+        "registry:\n  services: []\n  endpoints: [\"http://127.0.0.1:2379\"]\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("registry.endpoints: this applies to `type: etcd` registries"),
+        "{stderr}"
+    );
+}

@@ -239,26 +239,67 @@ fn default_unhealthy_timeout() -> u64 {
     30
 }
 
-/// The registry of microservice instances.
+/// The registry of microservice instances: listed here (`type: static`, the default), or
+/// registered in etcd (`type: etcd`).
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum RegistryConfig {
-    /// Instances listed here; a reload applies changes.
-    Static {
-        #[serde(default)]
-        services: Vec<StaticMicroserviceConfig>,
-    },
-    /// Instances registered in etcd under `{prefix}{namespace}/{service}/{instance}`, each
-    /// key bound to a lease and holding `{"host": ..., "port": ..., "weight": ...}`.
-    Etcd(EtcdRegistryConfig),
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    #[serde(default, rename = "type")]
+    pub kind: RegistryKind,
+    /// For `type: static`: the microservices and their instances; a reload applies changes.
+    #[serde(default)]
+    pub services: Vec<StaticMicroserviceConfig>,
+    /// For `type: etcd`: client endpoints, such as `http://127.0.0.1:2379`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// For `type: etcd`: the key prefix instances are registered under, as
+    /// `{prefix}{namespace}/{service}/{instance}`; it starts and ends with `/`.
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+    /// For `type: etcd`: seconds to wait for a connection to an endpoint.
+    #[serde(default = "default_etcd_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// For `type: etcd`: user name, when the cluster has authentication on.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretValue>,
 }
 
 impl Default for RegistryConfig {
     fn default() -> RegistryConfig {
-        RegistryConfig::Static {
+        RegistryConfig {
+            kind: RegistryKind::Static,
             services: Vec::new(),
+            endpoints: Vec::new(),
+            prefix: default_etcd_prefix(),
+            connect_timeout_secs: default_etcd_connect_timeout(),
+            username: None,
+            password: None,
         }
     }
+}
+
+impl RegistryConfig {
+    /// Returns the etcd settings of a `type: etcd` registry.
+    pub fn etcd(&self) -> Option<EtcdRegistryConfig> {
+        (self.kind == RegistryKind::Etcd).then(|| EtcdRegistryConfig {
+            endpoints: self.endpoints.clone(),
+            prefix: self.prefix.clone(),
+            connect_timeout_secs: self.connect_timeout_secs,
+            username: self.username.clone(),
+            password: self.password.clone(),
+        })
+    }
+}
+
+/// Where microservice instances are listed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryKind {
+    #[default]
+    Static,
+    Etcd,
 }
 
 /// A microservice and its instances, in the static registry.
@@ -272,22 +313,13 @@ pub struct StaticMicroserviceConfig {
     pub instances: Vec<UpstreamNodeConfig>,
 }
 
-/// The etcd cluster that holds microservice instances.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// The etcd settings of a `type: etcd` registry.
+#[derive(Debug, Clone)]
 pub struct EtcdRegistryConfig {
-    /// Client endpoints, such as `http://127.0.0.1:2379`.
     pub endpoints: Vec<String>,
-    /// The key prefix instances are registered under; it ends with `/`.
-    #[serde(default = "default_etcd_prefix")]
     pub prefix: String,
-    /// Seconds to wait for a connection to an endpoint.
-    #[serde(default = "default_etcd_connect_timeout")]
     pub connect_timeout_secs: u64,
-    /// User name, when the cluster has authentication on.
-    #[serde(default)]
     pub username: Option<String>,
-    #[serde(default)]
     pub password: Option<SecretValue>,
 }
 

@@ -314,10 +314,22 @@ fn validate_balance(
 }
 
 fn validate_registry(registry: &RegistryConfig, report: &mut Report) {
-    match registry {
-        RegistryConfig::Static { services } => {
+    match registry.kind {
+        RegistryKind::Static => {
+            for (key, given) in [
+                ("endpoints", !registry.endpoints.is_empty()),
+                ("username", registry.username.is_some()),
+                ("password", registry.password.is_some()),
+            ] {
+                if given {
+                    report.push(
+                        format!("registry.{key}"),
+                        "this applies to `type: etcd` registries; set `type: etcd` or remove it",
+                    );
+                }
+            }
             let mut seen = HashSet::new();
-            for (index, service) in services.iter().enumerate() {
+            for (index, service) in registry.services.iter().enumerate() {
                 let path = format!("registry.services[{index}]");
                 if service.namespace.is_empty() || service.name.is_empty() {
                     report.push(&path, "a microservice needs a `namespace` and a `name`");
@@ -334,7 +346,15 @@ fn validate_registry(registry: &RegistryConfig, report: &mut Report) {
                 validate_nodes(&service.instances, &format!("{path}.instances"), report);
             }
         }
-        RegistryConfig::Etcd(etcd) => {
+        RegistryKind::Etcd => {
+            let etcd = registry;
+            if !registry.services.is_empty() {
+                report.push(
+                    "registry.services",
+                    "a `type: etcd` registry reads its instances from etcd: remove `services`, \
+                     or set `type: static`",
+                );
+            }
             if cfg!(not(feature = "etcd")) {
                 report.push(
                     "registry.type",
