@@ -16,7 +16,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
 
 use crate::config::StickyConfig;
 
-/// The most header values the table keeps; past it, expired entries are dropped, and new
+/// The maximum number of header values the table keeps; past it, expired entries are dropped, and new
 /// clients are balanced without stickiness until there is room.
 const MAX_ENTRIES: usize = 100_000;
 
@@ -40,7 +40,7 @@ enum By {
     Header(HeaderName),
 }
 
-/// What a request carries for stickiness.
+/// The stickiness key a request carries.
 pub enum Claim {
     /// The cookie's node token, if the request had the cookie.
     Cookie(Option<String>),
@@ -51,7 +51,7 @@ pub enum Claim {
 }
 
 impl Sticky {
-    /// Builds the stickiness of one balancer. `cookie_suffix` tells apart the cookies of
+    /// Builds the stickiness of one balancer. `cookie_suffix` distinguishes the cookies of
     /// balancers that share a configuration, such as the microservices of one API.
     pub fn new(config: &StickyConfig, cookie_suffix: Option<&str>) -> anyhow::Result<Sticky> {
         let by = match (&config.cookie, &config.header) {
@@ -95,7 +95,7 @@ impl Sticky {
         }
     }
 
-    /// The token of the node a claim points to, if it still holds.
+    /// Returns the token of the node a claim points to, if the binding has not expired.
     pub fn token(&self, claim: &Claim, now: Instant) -> Option<String> {
         match claim {
             Claim::Cookie(token) => token.clone(),

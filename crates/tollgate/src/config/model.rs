@@ -293,7 +293,7 @@ impl RegistryConfig {
     }
 }
 
-/// Where microservice instances are listed.
+/// The kind of registry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistryKind {
@@ -1098,15 +1098,15 @@ pub enum BackendConfig {
 }
 
 /// A microservice backend: the caller names the microservice by `X-NameSpace-Code` and
-/// `X-MicroService-Name`, read from the request where the API says.
+/// `X-MicroService-Name`, read from the request at the locations the API configures.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MicroserviceBackendConfig {
-    /// Where the namespace code is read: `method.req.{header|query|path}.{name}`, such as
+    /// The location of the namespace code: `method.req.{header|query|path}.{name}`, such as
     /// `method.req.path.X-NameSpace-Code` for a frontend path `/{X-NameSpace-Code}/...`.
     #[serde(default)]
     pub namespace_location: Option<String>,
-    /// Where the microservice name is read, in the same form.
+    /// The location of the microservice name, in the same form.
     #[serde(default)]
     pub service_location: Option<String>,
     /// The microservices this API may reach.

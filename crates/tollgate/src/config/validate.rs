@@ -1312,8 +1312,8 @@ fn is_service_name(name: &str) -> bool {
 }
 
 /// True for an IP address or a host name a node can have: lower-case DNS labels of 1 to 63
-/// letters, digits and inner `-`, the last one not all digits (so `2130706433` and
-/// `0177.0.0.1`, which some resolvers read as IP addresses, are not names).
+/// letters, digits and inner `-`, the last one not all digits. Some resolvers read
+/// `2130706433` and `0177.0.0.1` as IP addresses, so these are not names.
 pub fn is_node_host(host: &str) -> bool {
     if host.parse::<std::net::IpAddr>().is_ok() {
         return true;

@@ -113,7 +113,7 @@ pub fn spawn_watch(config: EtcdRegistryConfig, registry: Arc<Registry>) -> JoinH
     })
 }
 
-/// What the watch keeps across reconnections.
+/// The watch's state across reconnections.
 #[derive(Default)]
 struct WatchState {
     /// Set while etcd cannot be read, so an outage is logged once.
@@ -427,7 +427,7 @@ async fn renew(lease: &mut HeldLease, period: Duration) -> anyhow::Error {
             return error.into();
         }
         match tokio::time::timeout(period * 2, lease.answers.message()).await {
-            Err(_) => return anyhow::anyhow!("etcd did not answer a lease renewal in time"),
+            Err(_) => return anyhow::anyhow!("etcd sent no response to a lease renewal in time"),
             Ok(Err(error)) => return error.into(),
             Ok(Ok(Some(answer))) if answer.ttl() > 0 => {}
             Ok(Ok(_)) => return anyhow::anyhow!("the lease expired"),
@@ -438,7 +438,7 @@ async fn renew(lease: &mut HeldLease, period: Duration) -> anyhow::Error {
 
 /// Registers an instance under a lease and renews the lease until `stop` resolves; then
 /// revokes it, which removes the instance at once. When a renewal fails (etcd restarted or
-/// unreachable), the instance is registered again under a new lease as soon as etcd answers.
+/// unreachable), the instance is registered again under a new lease once etcd responds.
 pub async fn register(
     registration: Registration,
     stop: impl std::future::Future<Output = ()>,
