@@ -221,7 +221,7 @@ pub struct MicroserviceBackend {
     /// Path, method, headers and Host rule; every attempt is pointed at an instance.
     pub http: HttpBackend,
     /// Where the namespace code and the microservice name are read, or the 481 the API
-    /// answers with when its settings cannot be used.
+    /// returns when its settings cannot be used.
     pub locations: Result<[Location; 2], GatewayError>,
     /// The API's microservices, each balanced over its own instances.
     pub services: HashMap<ServiceKey, Arc<Balancer>>,
