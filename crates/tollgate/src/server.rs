@@ -229,8 +229,12 @@ impl Server {
             "shutting down"
         );
         // Upgraded connections have left hyper's connection tracking, so the WebSocket
-        // relays are waited for beside it, within the same grace period.
-        let drained = async { tokio::join!(graceful.shutdown(), relays.drain()) };
+        // relays are waited for after it, within the same grace period. After the
+        // connections, because a handshake in flight can still start a relay.
+        let drained = async {
+            graceful.shutdown().await;
+            relays.drain().await;
+        };
         let finished = tokio::time::timeout(self.grace_period, drained)
             .await
             .is_ok();

@@ -494,13 +494,17 @@ fn registry_problems_name_their_path() {
     );
     std::fs::write(
         &file,
-        "registry:\n  services: []\n  endpoints: [\"http://127.0.0.1:2379\"]\n",
+        "registry:\n  services: []\n  endpoints: [\"http://127.0.0.1:2379\"]\n  prefix: /elsewhere/\n",
     )
     .unwrap();
     let (ok, _, stderr) = tollgate(&["check", "-c", file.to_str().unwrap()]);
     assert!(!ok);
     assert!(
         stderr.contains("registry.endpoints: this applies to `type: etcd` registries"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("registry.prefix: this applies to `type: etcd` registries"),
         "{stderr}"
     );
 }

@@ -353,7 +353,8 @@ impl HttpClient {
         let mut last_failure: Option<String> = None;
         loop {
             let Some(index) = set.pick(&tried, preferred, balancer, Instant::now()) else {
-                if let Some(authority) = denied {
+                // 403 only when no node was reached at all; otherwise the nodes' failure.
+                if let Some(authority) = denied.filter(|_| attempts == 0) {
                     return Err(Failure {
                         error: GatewayError::EndpointIpNotAllowed,
                         cause: format!("{authority} is in a denied backend range"),

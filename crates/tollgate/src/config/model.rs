@@ -254,11 +254,12 @@ pub struct RegistryConfig {
     pub endpoints: Vec<String>,
     /// For `type: etcd`: the key prefix instances are registered under, as
     /// `{prefix}{namespace}/{service}/{instance}`; it starts and ends with `/`.
-    #[serde(default = "default_etcd_prefix")]
-    pub prefix: String,
-    /// For `type: etcd`: seconds to wait for a connection to an endpoint.
-    #[serde(default = "default_etcd_connect_timeout")]
-    pub connect_timeout_secs: u64,
+    /// `/tollgate/microservices/` by default.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// For `type: etcd`: seconds to wait for a connection to an endpoint, 3 by default.
+    #[serde(default)]
+    pub connect_timeout_secs: Option<u64>,
     /// For `type: etcd`: user name, when the cluster has authentication on.
     #[serde(default)]
     pub username: Option<String>,
@@ -272,8 +273,8 @@ impl Default for RegistryConfig {
             kind: RegistryKind::Static,
             services: Vec::new(),
             endpoints: Vec::new(),
-            prefix: default_etcd_prefix(),
-            connect_timeout_secs: default_etcd_connect_timeout(),
+            prefix: None,
+            connect_timeout_secs: None,
             username: None,
             password: None,
         }
@@ -285,8 +286,13 @@ impl RegistryConfig {
     pub fn etcd(&self) -> Option<EtcdRegistryConfig> {
         (self.kind == RegistryKind::Etcd).then(|| EtcdRegistryConfig {
             endpoints: self.endpoints.clone(),
-            prefix: self.prefix.clone(),
-            connect_timeout_secs: self.connect_timeout_secs,
+            prefix: self
+                .prefix
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ETCD_PREFIX.to_string()),
+            connect_timeout_secs: self
+                .connect_timeout_secs
+                .unwrap_or(DEFAULT_ETCD_CONNECT_TIMEOUT_SECS),
             username: self.username.clone(),
             password: self.password.clone(),
         })
@@ -326,13 +332,8 @@ pub struct EtcdRegistryConfig {
 /// The default etcd key prefix of microservice instances.
 pub const DEFAULT_ETCD_PREFIX: &str = "/tollgate/microservices/";
 
-fn default_etcd_prefix() -> String {
-    DEFAULT_ETCD_PREFIX.to_string()
-}
-
-fn default_etcd_connect_timeout() -> u64 {
-    3
-}
+/// The default seconds to wait for a connection to an etcd endpoint.
+pub const DEFAULT_ETCD_CONNECT_TIMEOUT_SECS: u64 = 3;
 
 /// Default time an `X-Date` may differ from the gateway's clock, in seconds: the product's 15
 /// minutes.

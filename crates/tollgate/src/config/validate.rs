@@ -318,6 +318,11 @@ fn validate_registry(registry: &RegistryConfig, report: &mut Report) {
         RegistryKind::Static => {
             for (key, given) in [
                 ("endpoints", !registry.endpoints.is_empty()),
+                ("prefix", registry.prefix.is_some()),
+                (
+                    "connect_timeout_secs",
+                    registry.connect_timeout_secs.is_some(),
+                ),
                 ("username", registry.username.is_some()),
                 ("password", registry.password.is_some()),
             ] {
@@ -347,7 +352,7 @@ fn validate_registry(registry: &RegistryConfig, report: &mut Report) {
             }
         }
         RegistryKind::Etcd => {
-            let etcd = registry;
+            let etcd = registry.etcd().expect("an etcd registry");
             if !registry.services.is_empty() {
                 report.push(
                     "registry.services",

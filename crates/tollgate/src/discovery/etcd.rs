@@ -68,8 +68,9 @@ async fn connect(config: &EtcdRegistryConfig) -> anyhow::Result<Client> {
 
 /// The largest instance value read; larger ones are left out with a warning.
 const MAX_VALUE_BYTES: usize = 64 * 1024;
-/// Keys read per request when the gateway reads the whole prefix.
-const PAGE_KEYS: i64 = 1000;
+/// Keys read per request when the gateway reads the whole prefix: at etcd's default limit of
+/// 1.5 MiB per value, a page stays under `MAX_MESSAGE_BYTES`.
+const PAGE_KEYS: i64 = 32;
 /// The largest response accepted from etcd: a page of keys, or a batch of watch events.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Watch events that arrive this close together are applied together.
@@ -198,8 +199,10 @@ async fn watch(
         tracing::info!(instances = known.len(), prefix = %config.prefix, "microservice instances read from etcd");
     }
 
+    // Fragments keep a reply of many large events under the message limit.
     let options = WatchOptions::new()
         .with_prefix()
+        .with_fragment()
         .with_start_revision(revision + 1);
     let mut stream = client
         .watch_client()
@@ -207,26 +210,41 @@ async fn watch(
         .watch(config.prefix.as_str(), Some(options))
         .await
         .context("cannot watch the instances")?;
-    // Changes wait here until no event came for `BATCH_WINDOW`, so a burst of registrations
-    // is grouped once rather than once per event.
-    let mut pending = false;
+    // Changes are applied `BATCH_WINDOW` after the first one not yet applied, so a burst of
+    // registrations is grouped once rather than once per event, and a steady stream of
+    // writes cannot hold changes back.
+    let mut pending: Option<tokio::time::Instant> = None;
     loop {
-        let message = if pending {
-            match tokio::time::timeout(BATCH_WINDOW, stream.message()).await {
-                Ok(message) => message?,
+        let message = match pending {
+            Some(deadline) => match tokio::time::timeout_at(deadline, stream.message()).await {
+                Ok(message) => message,
                 Err(_) => {
                     apply(registry, &config.prefix, &known);
-                    pending = false;
+                    pending = None;
                     continue;
                 }
-            }
-        } else {
-            stream.message().await?
+            },
+            None => stream.message().await,
         };
-        let Some(response) = message else {
-            bail!("the watch stream ended");
+        // Changes received before a failure are kept: they are the last known state.
+        let flush = |known: &BTreeMap<String, UpstreamNodeConfig>| {
+            if pending.is_some() {
+                apply(registry, &config.prefix, known);
+            }
+        };
+        let response = match message {
+            Ok(Some(response)) => response,
+            Ok(None) => {
+                flush(&known);
+                bail!("the watch stream ended");
+            }
+            Err(error) => {
+                flush(&known);
+                return Err(error.into());
+            }
         };
         if response.canceled() {
+            flush(&known);
             bail!("etcd cancelled the watch: {}", response.cancel_reason());
         }
         for event in response.events() {
@@ -248,7 +266,7 @@ async fn watch(
                 Some(instance) => known.insert(key, instance),
                 None => known.remove(&key),
             };
-            pending = true;
+            pending.get_or_insert_with(|| tokio::time::Instant::now() + BATCH_WINDOW);
         }
     }
 }
@@ -315,23 +333,15 @@ fn check_instance(prefix: &str, key: &[u8], value: &[u8]) -> Result<UpstreamNode
     }
     let value: InstanceValue = serde_json::from_slice(value).map_err(|error| {
         // serde's messages quote the offending value, which can be large.
-        let mut error = error.to_string();
-        if error.len() > 200 {
-            let mut cut = 200;
-            while !error.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            error.truncate(cut);
-            error.push_str("...");
-        }
         format!(
-            "an instance's value is not {{\"host\": ..., \"port\": ..., \"weight\": ...}}: {error}"
+            "an instance's value is not {{\"host\": ..., \"port\": ..., \"weight\": ...}}: {}",
+            shorten(&error.to_string())
         )
     })?;
     if !config::is_node_host(&value.host) {
         return Err(format!(
             "an instance's host `{}` is not a host name or IP address",
-            value.host
+            shorten(&value.host)
         ));
     }
     if value.port == 0 {
@@ -345,6 +355,18 @@ fn check_instance(prefix: &str, key: &[u8], value: &[u8]) -> Result<UpstreamNode
         port: value.port,
         weight: value.weight,
     })
+}
+
+/// Cuts text from an etcd value to 200 bytes for a log line.
+fn shorten(text: &str) -> String {
+    if text.len() <= 200 {
+        return text.to_string();
+    }
+    let mut cut = 200;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &text[..cut])
 }
 
 /// One instance to register by hand.

@@ -44,7 +44,8 @@ pub struct Relays {
 }
 
 impl Relays {
-    /// Waits until every relay has ended; new relays can no longer start.
+    /// Waits until every relay has ended. Call it once the connections have finished, so no
+    /// handshake in flight can start a relay after it returns.
     pub async fn drain(&self) {
         self.tracker.close();
         self.tracker.wait().await;
