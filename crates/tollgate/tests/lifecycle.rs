@@ -47,17 +47,16 @@ fn http_api(url: &str) -> String {
     )
 }
 
-/// The slow backends that received a request, by the address of their `dropped` flag.
-static RECEIVED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+/// The flags of the slow backends that received a request. A `Weak` keeps the flag's
+/// allocation, so another test's flag can never take its address.
+static RECEIVED: std::sync::Mutex<Vec<std::sync::Weak<AtomicBool>>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// A backend that answers after `delay`, and sets `dropped` if its request is abandoned.
 async fn slow_backend(delay: Duration, dropped: Arc<AtomicBool>) -> TestBackend {
     TestBackend::start(move |_request| {
         let dropped = dropped.clone();
-        RECEIVED
-            .lock()
-            .unwrap()
-            .push(Arc::as_ptr(&dropped) as usize);
+        RECEIVED.lock().unwrap().push(Arc::downgrade(&dropped));
         async move {
             let guard = DropFlag(dropped);
             tokio::time::sleep(delay).await;
@@ -71,9 +70,15 @@ async fn slow_backend(delay: Duration, dropped: Arc<AtomicBool>) -> TestBackend 
 /// Waits until a slow backend holds a request, so a signal sent next finds it in flight; a
 /// fixed sleep is not enough on a loaded machine.
 async fn wait_for_backend(dropped: &Arc<AtomicBool>) {
-    let key = Arc::as_ptr(dropped) as usize;
+    let received = || {
+        RECEIVED
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|flag| std::ptr::eq(flag.as_ptr(), Arc::as_ptr(dropped)))
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !RECEIVED.lock().unwrap().contains(&key) {
+    while !received() {
         assert!(
             Instant::now() < deadline,
             "the request never reached the backend"
