@@ -188,10 +188,7 @@ impl Balancer {
             retries: settings.retries,
             health: HealthPolicy::new(settings.health),
             sticky,
-            default_scheme: match settings.scheme {
-                config::BackendScheme::Http => Scheme::HTTP,
-                config::BackendScheme::Https => Scheme::HTTPS,
-            },
+            default_scheme: settings.scheme.uri_scheme(),
             probe: settings.probe,
             registry_key,
             nodes: ArcSwap::from_pointee(NodeSet::new(nodes.into_iter().map(Arc::new).collect())),

@@ -315,13 +315,6 @@ fn compile_upstreams(config: &Config) -> anyhow::Result<Upstreams> {
     Ok(upstreams)
 }
 
-fn backend_scheme(scheme: config::BackendScheme) -> UriScheme {
-    match scheme {
-        config::BackendScheme::Http => UriScheme::HTTP,
-        config::BackendScheme::Https => UriScheme::HTTPS,
-    }
-}
-
 /// Active checks reach an upstream's nodes as the APIs that use it do: validation makes
 /// them all agree when active checks are on.
 fn upstream_probe(config: &Config, upstream: &config::UpstreamConfig) -> ProbeTarget {
@@ -338,12 +331,13 @@ fn upstream_probe(config: &Config, upstream: &config::UpstreamConfig) -> ProbeTa
     match user {
         Some(http) => ProbeTarget {
             scheme: config::upstream_url_scheme(&http.url)
-                .map_or(backend_scheme(upstream.scheme), backend_scheme),
+                .unwrap_or(upstream.scheme)
+                .uri_scheme(),
             ca_file: http.ca_file.clone(),
             http2: http.http2,
         },
         None => ProbeTarget {
-            scheme: backend_scheme(upstream.scheme),
+            scheme: upstream.scheme.uri_scheme(),
             ca_file: None,
             http2: false,
         },
@@ -778,23 +772,7 @@ fn compile_microservice_backend(
     micro: &config::MicroserviceBackendConfig,
     upstreams: &Upstreams,
 ) -> anyhow::Result<MicroserviceBackend> {
-    // Every attempt is pointed at an instance, so the host here is never connected to.
-    let scheme = match micro.scheme {
-        config::BackendScheme::Http => "http",
-        config::BackendScheme::Https => "https",
-    };
-    let http = config::HttpBackendConfig {
-        url: format!("{scheme}://microservice"),
-        upstream: None,
-        path: micro.path.clone(),
-        empty_path: micro.empty_path,
-        method: micro.method,
-        host_header: micro.host_header,
-        headers: micro.headers.clone(),
-        ca_file: None,
-        http2: false,
-    };
-    let http = compile_http_backend(&http, upstreams)?;
+    let http = compile_http_backend(&micro.as_http_backend(), upstreams)?;
     let locations = microservice_locations(api, micro).map_err(|(error, reason)| {
         tracing::warn!(
             service = %service_id, api = %api.id, %reason,
@@ -811,7 +789,7 @@ fn compile_microservice_backend(
             health: &micro.health,
             scheme: micro.scheme,
             probe: ProbeTarget {
-                scheme: backend_scheme(micro.scheme),
+                scheme: micro.scheme.uri_scheme(),
                 ca_file: None,
                 http2: false,
             },
@@ -904,10 +882,9 @@ fn compile_http_backend(
     // gives the scheme; without one, the upstream's scheme applies.
     let url = match &upstream {
         Some(upstream) => {
-            let secure = match http.url.as_str() {
-                "https://" | "wss://" => true,
-                "" => upstream.default_scheme == UriScheme::HTTPS,
-                _ => false,
+            let secure = match config::upstream_url_scheme(&http.url) {
+                Some(scheme) => scheme == config::BackendScheme::Https,
+                None => upstream.default_scheme == UriScheme::HTTPS,
             };
             format!(
                 "{}://{}",

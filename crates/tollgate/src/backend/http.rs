@@ -386,7 +386,9 @@ impl HttpClient {
             attempts += 1;
             // A node given by name may resolve only to denied addresses, which sends nothing,
             // so its request is kept even when the retries are used up.
-            let keep = attempts <= balancer.retries || node.literal_ip.is_none();
+            // Without another node to try, nothing is kept.
+            let keep = tried.len() < set.nodes.len()
+                && (attempts <= balancer.retries || node.literal_ip.is_none());
             let retry = match &replay {
                 Some(body) if keep => Some(copy_request(&request, body.clone())),
                 _ => None,

@@ -1145,6 +1145,38 @@ pub struct MicroserviceBackendConfig {
     pub health: HealthConfig,
 }
 
+impl MicroserviceBackendConfig {
+    /// Returns the HTTP backend every attempt starts from: this backend's path, method,
+    /// Host rule and headers, with a placeholder host that is never connected to, because
+    /// each attempt is pointed at an instance.
+    pub fn as_http_backend(&self) -> HttpBackendConfig {
+        let scheme = match self.scheme {
+            BackendScheme::Http => "http",
+            BackendScheme::Https => "https",
+        };
+        HttpBackendConfig {
+            url: format!("{scheme}://microservice"),
+            upstream: None,
+            path: self.path.clone(),
+            empty_path: self.empty_path,
+            method: self.method,
+            host_header: self.host_header,
+            headers: self.headers.clone(),
+            ca_file: None,
+            http2: false,
+        }
+    }
+}
+
+impl BackendScheme {
+    pub fn uri_scheme(self) -> http::uri::Scheme {
+        match self {
+            BackendScheme::Http => http::uri::Scheme::HTTP,
+            BackendScheme::Https => http::uri::Scheme::HTTPS,
+        }
+    }
+}
+
 /// A microservice by namespace code and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

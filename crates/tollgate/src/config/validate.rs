@@ -949,17 +949,7 @@ fn validate_api(api: &ApiConfig, path: &str, report: &mut Report) -> Option<Path
                 report,
             );
             // The path, method and headers are checked as an HTTP backend's are.
-            let as_http = HttpBackendConfig {
-                url: "http://microservice".to_string(),
-                upstream: None,
-                path: micro.path.clone(),
-                empty_path: micro.empty_path,
-                method: micro.method,
-                host_header: micro.host_header,
-                headers: micro.headers.clone(),
-                ca_file: None,
-                http2: false,
-            };
+            let as_http = micro.as_http_backend();
             validate_http_backend(&as_http, false, variables, &backend_path, report);
         }
     }

@@ -416,7 +416,19 @@ pub fn check_registration(registration: &Registration) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A lease that holds the instance's key, with its renewal stream.
+/// Connects the `register` and `deregister` commands, with timeouts so that an etcd that
+/// does not respond fails the command instead of hanging it.
+async fn command_client(endpoints: &[String]) -> anyhow::Result<Client> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(5))
+        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
+    Client::connect(endpoints, Some(options))
+        .await
+        .with_context(|| format!("cannot reach etcd at {}", endpoints.join(", ")))
+}
+
+/// A lease that keeps the instance's key, with its renewal stream.
 struct HeldLease {
     id: i64,
     keeper: LeaseKeeper,
@@ -466,14 +478,8 @@ pub async fn register(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     check_registration(&registration)?;
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(3))
-        .with_timeout(Duration::from_secs(5))
-        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
     let unreachable = || format!("cannot reach etcd at {}", registration.endpoints.join(", "));
-    let mut client = Client::connect(&registration.endpoints, Some(options))
-        .await
-        .with_context(unreachable)?;
+    let mut client = command_client(&registration.endpoints).await?;
     let key = instance_key(
         &registration.prefix,
         &registration.namespace,
@@ -531,12 +537,7 @@ pub async fn deregister(
     instance: &str,
 ) -> anyhow::Result<bool> {
     let unreachable = || format!("cannot reach etcd at {}", endpoints.join(", "));
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(3))
-        .with_timeout(Duration::from_secs(5));
-    let mut client = Client::connect(endpoints, Some(options))
-        .await
-        .with_context(unreachable)?;
+    let mut client = command_client(endpoints).await?;
     let key = instance_key(prefix, namespace, service, instance);
     let deleted = client
         .delete(key.as_str(), None)
