@@ -1,6 +1,6 @@
 //! Load balancing over backend nodes, for upstreams and for the instances of microservices.
 //!
-//! A [`Balancer`] holds its nodes behind an atomic pointer, so a registry update swaps the
+//! A [`Balancer`] keeps its nodes behind an atomic pointer, so a registry update swaps the
 //! whole set while requests keep picking from the one they loaded. Nodes are chosen by smooth
 //! weighted round robin: over many requests each node gets its share of the weights, spread
 //! evenly rather than in runs. Weight 0 takes a node out; so does its health (see
@@ -135,7 +135,7 @@ pub struct Balancer {
     pub sticky: Option<Sticky>,
     /// The scheme of backends that name the upstream without a `url`.
     pub default_scheme: Scheme,
-    /// How active checks reach the nodes.
+    /// The scheme, CA file and protocol of active checks.
     pub probe: ProbeTarget,
     /// The registry entry the nodes come from; `None` for an upstream's fixed nodes.
     pub registry_key: Option<ServiceKey>,
@@ -163,7 +163,7 @@ pub struct BalanceSettings<'a> {
     pub cookie_suffix: Option<String>,
 }
 
-/// How active checks reach nodes: as the APIs that use them do.
+/// The way active checks reach nodes: as the APIs that use them do.
 #[derive(Debug, Clone)]
 pub struct ProbeTarget {
     pub scheme: Scheme,

@@ -220,7 +220,7 @@ pub enum Backend {
 pub struct MicroserviceBackend {
     /// Path, method, headers and Host rule; every attempt is pointed at an instance.
     pub http: HttpBackend,
-    /// Where the namespace code and the microservice name are read, or the 481 the API
+    /// The locations of the namespace code and the microservice name, or the 481 the API
     /// returns when its settings cannot be used.
     pub locations: Result<[Location; 2], GatewayError>,
     /// The API's microservices, each balanced over its own instances.

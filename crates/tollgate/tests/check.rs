@@ -392,7 +392,7 @@ fn check_reports_etcd_registry_problems() {
     ] {
         assert!(stderr.contains(line), "missing `{line}` in:\n{stderr}");
     }
-    // A build without etcd says how to get it.
+    // A build without etcd explains how to get it.
     assert_eq!(
         stderr.contains("this build has no etcd registry"),
         cfg!(not(feature = "etcd")),

@@ -193,7 +193,7 @@ async fn an_etcd_outage_keeps_the_last_known_instances() {
         .count();
     assert_eq!(outages, 1, "an outage is logged once");
 
-    // Back: the gateway reads the prefix again and sees what changed.
+    // Back: the gateway reads the prefix again and finds what changed.
     etcd.restart();
     assert!(etcd.ctl(&["put", &key, &value(&second)]).1);
     gateway
@@ -262,7 +262,7 @@ async fn register_and_deregister_commands() {
     let took = until(&gateway, Duration::from_secs(3), |status, _| status == 404).await;
     assert!(took < Duration::from_secs(1), "{took:?}");
 
-    // `deregister` removes an instance put by hand, and says so when there is none.
+    // `deregister` removes an instance put by hand, and reports an error when there is none.
     assert!(
         etcd.ctl(&["put", &format!("{KEY_PREFIX}manual"), &value(&backend)])
             .1

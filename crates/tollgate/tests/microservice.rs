@@ -18,7 +18,8 @@ fn instance(backend: &TestBackend, weight: u32) -> String {
     )
 }
 
-/// The static registry `registry` (YAML list items) behind several microservice APIs.
+/// Returns a configuration with the static registry `registry` (YAML list items) behind
+/// several microservice APIs.
 fn config(registry: &str) -> String {
     format!(
         r#"
@@ -251,8 +252,8 @@ async fn each_microservice_has_its_own_health() {
         1,
         "{statuses:?}"
     );
-    // The same address is still in for the other microservice, whose own checks have not
-    // seen it fail; its first failure takes it out there too, and then nothing is left.
+    // The same address is still in for the other microservice, because its own checks have
+    // not seen it fail. Its first failure there takes it out too, and then nothing is left.
     assert_eq!(
         get(&gateway, "/release/crgt/coupon/service", &[]).await.0,
         500

@@ -19,7 +19,8 @@ fn config(nodes: &str, retries: usize) -> String {
     config_with(nodes, &format!("retries: {retries}"))
 }
 
-/// An upstream `shop` with `settings` (YAML lines at its level) behind one API.
+/// Returns a configuration with an upstream `shop`, given `settings` (YAML lines at its
+/// level), behind one API.
 fn config_with(nodes: &str, settings: &str) -> String {
     let settings = settings.replace('\n', "\n    ");
     format!(
@@ -162,7 +163,7 @@ fn nodes(backends: &[&TestBackend]) -> String {
         .join(", ")
 }
 
-/// The node that served a response, from the echoed Host header.
+/// Returns the node that served a response, from the echoed Host header.
 fn served_by(body: &str) -> String {
     let echo: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not an echo: {body}"));
     echoed_header(&echo, "host").unwrap().to_string()
@@ -184,7 +185,7 @@ async fn call_headers(
     (status, headers, response.text().await.unwrap())
 }
 
-/// A backend whose `/health` answers with a status the test sets, and that echoes the rest.
+/// Starts a backend whose `/health` returns a status the test sets, and that echoes the rest.
 async fn health_backend(status: Arc<AtomicU16>) -> TestBackend {
     TestBackend::start(move |request: Request<Incoming>| {
         let status = status.clone();
@@ -202,7 +203,7 @@ async fn health_backend(status: Arc<AtomicU16>) -> TestBackend {
     .await
 }
 
-/// A backend that answers every request with a 500.
+/// Starts a backend that returns 500 to every request.
 async fn failing_backend() -> TestBackend {
     TestBackend::start(|_request: Request<Incoming>| async move {
         let mut response = Response::new(full("broken"));
@@ -413,7 +414,7 @@ async fn every_node_out_is_502_without_calling_a_node() {
 
 #[tokio::test]
 async fn only_idempotent_requests_are_sent_again_after_the_node_got_them() {
-    // A node that reads the request and closes the connection without an answer.
+    // A node that reads the request and closes the connection without a response.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dropping = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {

@@ -593,7 +593,7 @@ fn answer(mut response: Response<Incoming>, upgrade: bool, started: Instant) -> 
         .extensions()
         .get::<HttpInfo>()
         .map(HttpInfo::remote_addr);
-    // A 101 keeps its `Upgrade` and `Connection`: they are the handshake's answer.
+    // A 101 keeps its `Upgrade` and `Connection`: they are the handshake's response.
     if !(upgrade && response.status() == http::StatusCode::SWITCHING_PROTOCOLS) {
         remove_hop_by_hop(response.headers_mut());
     }

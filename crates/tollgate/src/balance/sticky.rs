@@ -16,8 +16,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
 
 use crate::config::StickyConfig;
 
-/// The maximum number of header values the table keeps; past it, expired entries are dropped, and new
-/// clients are balanced without stickiness until there is room.
+/// The maximum number of header values the table keeps. When it is full, expired entries
+/// are dropped, and new clients are balanced without stickiness until there is room.
 const MAX_ENTRIES: usize = 100_000;
 
 pub struct Sticky {
@@ -30,7 +30,8 @@ pub struct Sticky {
 #[derive(Default)]
 struct Table {
     entries: HashMap<u64, (String, Instant)>,
-    /// When expired entries were last dropped; a full table is swept at most once a second.
+    /// The time expired entries were last dropped, so that `bind` sweeps a full table at
+    /// most once a second.
     swept: Option<Instant>,
 }
 
@@ -207,8 +208,8 @@ mod tests {
         let sticky = sticky(Some("tg_node"), None);
         let now = Instant::now();
         let expected = "tg_node=abc; Path=/; Max-Age=60; HttpOnly";
-        for held in [None, Some("abc".to_string()), Some("old".to_string())] {
-            let set = sticky.bind(&Claim::Cookie(held), "abc", now).unwrap();
+        for held_token in [None, Some("abc".to_string()), Some("old".to_string())] {
+            let set = sticky.bind(&Claim::Cookie(held_token), "abc", now).unwrap();
             assert_eq!(set, expected);
         }
     }
